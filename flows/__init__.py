@@ -1,0 +1,1 @@
+"""The conversation: what the agent says and how it decides, testable with text alone."""

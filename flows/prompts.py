@@ -1,0 +1,34 @@
+"""Prompts and fixed phrases of the helpdesk conversation.
+
+The system prompt is deliberately short: on a 2-core CPU the 1.5B model pays about a second per
+100 prompt tokens, and this prefix is evaluated once and kept warm in the model's KV cache.
+Fixed phrases (greeting, fallbacks) never go through the language model at all.
+"""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = (
+    "You are the IT helpdesk voice assistant for {company} on a phone call. "
+    "Reply in one to three short spoken sentences, plain words only: "
+    "no lists, markdown, URLs or code. "
+    "Give one troubleshooting step at a time, then ask if it worked. "
+    "If you cannot solve it, offer to open a ticket or transfer to a technician."
+)
+
+GREETING = "Hi, you've reached the {company} IT helpdesk. How can I help you today?"
+
+DIDNT_CATCH = "Sorry, I didn't catch that. Could you say it again?"
+STILL_THERE = "Are you still there? Tell me what's going on and I'll help."
+TROUBLE = (
+    "Sorry, I'm having trouble on my side right now. "
+    "Please try again, or stay on the line and I'll open a ticket for you."
+)
+GOODBYE_IDLE = "I haven't heard anything, so I'll end the call now. Call back any time. Goodbye."
+
+
+def system_prompt(company: str) -> str:
+    return SYSTEM_PROMPT.format(company=company)
+
+
+def greeting(company: str) -> str:
+    return GREETING.format(company=company)

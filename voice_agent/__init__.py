@@ -1,0 +1,1 @@
+"""Helpdesk voice agent: server, pipeline, services, storage."""

@@ -1,0 +1,257 @@
+"""The named stages of a turn, and the observer that timestamps them as frames flow.
+
+Stages (seconds since the epoch):
+
+- ``speech_start`` / ``speech_end``: the caller's speech as Silero VAD hears it (``speech_end`` is
+  the VAD stop minus its configured stop delay: when the caller actually went quiet)
+- ``stt_done``: the transcript is ready
+- ``turn_end``: the turn detector (smart-turn) decided the caller has finished
+- ``llm_first_token``: the language model's first token
+- ``first_sentence``: the first sentence handed to text-to-speech
+- ``tts_first_audio``: the first synthesized audio
+- ``first_audio_out``: the first reply audio written to the transport (what the caller hears)
+- ``bot_done``: the reply finished playing (or was cut off)
+
+Transcripts, latency figures and (later) the supervisor console all read from these records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    ErrorFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    MetricsFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStartedFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import LLMUsageMetricsData
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+
+STAGES = (
+    "speech_start",
+    "speech_end",
+    "stt_done",
+    "turn_end",
+    "llm_first_token",
+    "first_sentence",
+    "tts_first_audio",
+    "first_audio_out",
+    "bot_done",
+)
+
+# Latencies reported per turn: name -> (from stage, to stage)
+LATENCIES = {
+    "stt_secs": ("speech_end", "stt_done"),
+    "turn_detect_secs": ("speech_end", "turn_end"),
+    "llm_first_token_secs": ("turn_end", "llm_first_token"),
+    "first_sentence_secs": ("turn_end", "first_sentence"),
+    "tts_first_audio_secs": ("first_sentence", "tts_first_audio"),
+    "voice_to_voice_secs": ("speech_end", "first_audio_out"),
+}
+
+
+@dataclass
+class TurnRecord:
+    index: int
+    kind: str = "reply"  # greeting | reply | fallback
+    user_text: str = ""
+    bot_text: str = ""
+    interrupted: bool = False
+    error_code: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, stage: str, at: float, *, overwrite: bool = False) -> None:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        if overwrite or stage not in self.stages:
+            self.stages[stage] = at
+
+    def latencies(self) -> dict[str, float]:
+        out = {}
+        for name, (start, end) in LATENCIES.items():
+            if start in self.stages and end in self.stages:
+                out[name] = round(self.stages[end] - self.stages[start], 3)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "kind": self.kind,
+            "user_text": self.user_text,
+            "bot_text": self.bot_text,
+            "interrupted": self.interrupted,
+            "error_code": self.error_code,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "stages": dict(self.stages),
+            "latency": self.latencies(),
+        }
+
+
+TurnSink = Callable[[TurnRecord], Awaitable[None]]
+
+
+class TurnRecorder(BaseObserver):
+    """Observes a call's pipeline and emits one :class:`TurnRecord` per turn to ``sink``.
+
+    A turn opens when the caller starts speaking (or when the bot speaks on its own: greeting,
+    fallback) and closes when the bot's reply has finished playing, or when the caller barges
+    in over it (the turn is then marked ``interrupted``).
+    """
+
+    def __init__(self, sink: TurnSink, *, vad_stop_secs: float) -> None:
+        super().__init__()
+        self._sink = sink
+        self._vad_stop_secs = vad_stop_secs
+        self._seen: set[int] = set()
+        self._clock_offset: float | None = None
+        self._turn: TurnRecord | None = None
+        self._next_index = 0
+        self._llm_running = False
+        self._bot_speaking = False
+        self.turns: list[TurnRecord] = []
+
+    # -- public API for the call runner ------------------------------------------------------
+    def open_bot_turn(self, kind: str, text: str) -> None:
+        """The bot speaks unprompted (greeting, fallback): record it as its own turn."""
+        turn = self._turn
+        if turn is None or turn.kind != "reply" or "first_audio_out" in turn.stages:
+            turn = self._open(kind)
+        elif turn.kind == "reply" and not turn.user_text:
+            turn.kind = kind
+        turn.bot_text = (turn.bot_text + " " + text).strip()
+
+    def note_error(self, code: str) -> None:
+        turn = self._turn or self._open("fallback")
+        turn.error_code = turn.error_code or code
+
+    @property
+    def current(self) -> TurnRecord | None:
+        return self._turn
+
+    async def flush(self) -> None:
+        """Close the turn in progress (end of call)."""
+        if self._turn is not None:
+            await self._close()
+
+    # -- observer ----------------------------------------------------------------------------
+    def _now(self, data: FramePushed) -> float:
+        if self._clock_offset is None:
+            self._clock_offset = time.time() - data.timestamp / 1e9
+        return self._clock_offset + data.timestamp / 1e9
+
+    def _open(self, kind: str) -> TurnRecord:
+        turn = TurnRecord(index=self._next_index, kind=kind)
+        self._next_index += 1
+        self._turn = turn
+        return turn
+
+    async def _close(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is None:
+            return
+        self.turns.append(turn)
+        await self._sink(turn)
+
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame = data.frame
+        if frame.id in self._seen:
+            return
+        # a frame passes many processors, and a broadcast frame has a twin going the other way
+        self._seen.add(frame.id)
+        if frame.broadcast_sibling_id is not None:
+            self._seen.add(frame.broadcast_sibling_id)
+        at = self._now(data)
+        turn = self._turn
+
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            if turn is not None and (self._bot_speaking or "first_audio_out" in turn.stages):
+                if self._bot_speaking:
+                    turn.interrupted = True
+                turn.mark("bot_done", at)
+                await self._close()
+                turn = None
+            if turn is None:
+                turn = self._open("reply")
+            turn.mark("speech_start", at)
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            if turn is not None:
+                turn.mark("speech_end", at - self._vad_stop_secs, overwrite=True)
+        elif isinstance(frame, TranscriptionFrame):
+            turn = turn or self._open("reply")
+            turn.user_text = (turn.user_text + " " + frame.text).strip()
+            turn.mark("stt_done", at, overwrite=True)
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            if turn is not None:
+                turn.mark("turn_end", at, overwrite=True)
+        elif isinstance(frame, LLMFullResponseStartFrame):
+            self._llm_running = True
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            self._llm_running = False
+            await self._maybe_close()
+        elif isinstance(frame, LLMTextFrame):
+            turn = turn or self._open("reply")
+            turn.mark("llm_first_token", at)
+            turn.bot_text += frame.text
+        elif isinstance(frame, TTSSpeakFrame):
+            pass  # recorded by open_bot_turn when the runner queues it
+        elif isinstance(frame, TTSStartedFrame):
+            if turn is not None:
+                turn.mark("first_sentence", at)
+        elif isinstance(frame, TTSAudioRawFrame):
+            if turn is not None:
+                turn.mark("tts_first_audio", at)
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_speaking = True
+            if turn is not None:
+                turn.mark("first_audio_out", at)
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_speaking = False
+            if turn is not None:
+                turn.mark("bot_done", at, overwrite=True)
+            await self._maybe_close()
+        elif isinstance(frame, InterruptionFrame):
+            if turn is not None and self._bot_speaking:
+                turn.interrupted = True
+        elif isinstance(frame, ErrorFrame):
+            code = str(frame.error).split(":", 1)[0].strip()
+            self.note_error(code if code.isidentifier() else "pipeline_error")
+        elif isinstance(frame, MetricsFrame):
+            for item in frame.data:
+                if isinstance(item, LLMUsageMetricsData) and turn is not None:
+                    turn.prompt_tokens = (turn.prompt_tokens or 0) + item.value.prompt_tokens
+                    turn.completion_tokens = (
+                        turn.completion_tokens or 0
+                    ) + item.value.completion_tokens
+
+    async def _maybe_close(self) -> None:
+        turn = self._turn
+        if (
+            turn is not None
+            and not self._llm_running
+            and not self._bot_speaking
+            and "first_audio_out" in turn.stages
+        ):
+            await self._close()
+
+    @property
+    def bot_idle(self) -> bool:
+        """True when nothing is being generated or played."""
+        return not self._llm_running and not self._bot_speaking

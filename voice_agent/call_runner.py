@@ -1,0 +1,176 @@
+"""The call runner: every transport's call ends here, in the same pipeline and the same records.
+
+Per call it makes the per-call services over the shared engines, greets the caller, keeps the call
+audible when something goes wrong (a fallback phrase, never dead air), stores the call and each
+turn as it ends, and closes the record however the call ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from loguru import logger
+from pipecat.frames.frames import EndFrame, ErrorFrame, TTSSpeakFrame
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.workers.runner import WorkerRunner
+
+from flows import prompts
+from voice_agent.call_records import TurnRecord, TurnRecorder
+from voice_agent.engines import Engines
+from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
+from voice_agent.storage import CallStore
+from voice_agent.stt import Transcript, WhisperSTTService
+from voice_agent.tts import PiperTTSService
+
+MAX_FALLBACKS_PER_CALL = 5
+MAX_IDLE_PROMPTS = 2
+
+
+@dataclass
+class CallResult:
+    call_id: str
+    status: str
+    turns: list[TurnRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class CallHandle:
+    """What a transport gets to steer the call it carries."""
+
+    call_id: str
+    task: PipelineWorker
+    recorder: TurnRecorder
+
+    async def hang_up(self) -> None:
+        """End gracefully: what is queued is still said, then the pipeline stops."""
+        await self.task.queue_frame(EndFrame())
+
+    async def drop(self) -> None:
+        """The caller is gone (socket closed): stop at once."""
+        await self.task.cancel()
+
+
+async def run_call(
+    transport: BaseTransport,
+    *,
+    engines: Engines,
+    store: CallStore,
+    transport_name: str,
+    audio_out_sample_rate: int,
+    caller: str | None = None,
+    external_id: str | None = None,
+    on_started: Callable[[CallHandle], Awaitable[None] | None] | None = None,
+) -> CallResult:
+    settings = engines.settings
+    call_id = await asyncio.to_thread(
+        store.start_call,
+        transport_name,
+        caller=caller,
+        external_id=external_id,
+        models=engines.model_names,
+    )
+    log = logger.bind(call_id=call_id)
+    log.info(f"call {call_id} started on {transport_name}")
+
+    async def persist_turn(turn: TurnRecord) -> None:
+        try:
+            await asyncio.to_thread(store.add_turn, call_id, turn)
+        except Exception:  # storage trouble must not end the call; the log keeps the turn
+            log.exception(f"could not store turn {turn.index}: {turn.to_dict()}")
+
+    recorder = TurnRecorder(persist_turn, vad_stop_secs=settings.vad_stop_secs)
+    fallbacks = 0
+    idle_prompts = 0
+    task: PipelineWorker | None = None
+
+    async def say(kind: str, text: str, *, then_end: bool = False) -> None:
+        recorder.open_bot_turn(kind, text)
+        frames = [TTSSpeakFrame(text)]
+        if then_end:
+            frames.append(EndFrame())
+        assert task is not None
+        await task.queue_frames(frames)
+
+    async def on_empty_transcript(result: Transcript) -> None:
+        nonlocal fallbacks
+        log.info(f"no words in {result.audio_secs:.1f}s of audio; asking the caller to repeat")
+        if fallbacks < MAX_FALLBACKS_PER_CALL:
+            fallbacks += 1
+            await say("fallback", prompts.DIDNT_CATCH)
+
+    stt = WhisperSTTService(engines.stt, on_empty_transcript=on_empty_transcript)
+    llm = make_llm_service(engines, settings, prompts.system_prompt(settings.company_name))
+    tts = PiperTTSService(engines.tts)
+    context = LLMContext()
+    aggregators = make_context_aggregators(context, settings)
+    pipeline = build_pipeline(transport, stt, aggregators, llm, tts)
+    task = PipelineWorker(
+        pipeline,
+        params=PipelineParams(
+            audio_in_sample_rate=16000,
+            audio_out_sample_rate=audio_out_sample_rate,
+            enable_metrics=True,
+            enable_usage_metrics=True,
+        ),
+        observers=[recorder],
+        idle_timeout_secs=None,
+    )
+
+    @task.event_handler("on_pipeline_error")
+    async def on_pipeline_error(_task, frame: ErrorFrame) -> None:
+        nonlocal fallbacks
+        log.error(f"pipeline error: {frame.error}")
+        if frame.fatal or fallbacks >= MAX_FALLBACKS_PER_CALL:
+            return
+        if "tts_failed" in str(frame.error):
+            return  # speaking a fallback needs the TTS that just failed
+        fallbacks += 1
+        await say("fallback", prompts.TROUBLE)
+
+    @aggregators.user().event_handler("on_user_turn_idle")
+    async def on_user_idle(_aggregator) -> None:
+        nonlocal idle_prompts
+        idle_prompts += 1
+        if idle_prompts > MAX_IDLE_PROMPTS:
+            await say("fallback", prompts.GOODBYE_IDLE, then_end=True)
+        else:
+            await say("fallback", prompts.STILL_THERE)
+
+    @aggregators.user().event_handler("on_user_turn_started")
+    async def on_user_turn_started(_aggregator, *args) -> None:
+        nonlocal idle_prompts
+        idle_prompts = 0
+
+    handle = CallHandle(call_id, task, recorder)
+    await say("greeting", prompts.greeting(settings.company_name))
+    if on_started is not None:
+        maybe = on_started(handle)
+        if asyncio.iscoroutine(maybe):
+            await maybe
+
+    status, error = "completed", None
+    try:
+        runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
+        await runner.add_workers(task)
+        await runner.run()
+    except asyncio.CancelledError:
+        status, error = "abandoned", "call cancelled"
+        raise
+    except Exception as e:  # the record says why the call died
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        log.exception("call failed")
+    finally:
+        await recorder.flush()
+        try:
+            await asyncio.to_thread(
+                store.end_call, call_id, status=status, end_reason=None, error=error
+            )
+        except Exception:
+            log.exception("could not close the call record")
+        log.info(f"call {call_id} ended: {status}")
+    return CallResult(call_id, status, recorder.turns, error)

@@ -1,0 +1,88 @@
+"""The models a process loads once, at start-up, and shares with every call.
+
+Per-call objects (pipecat services, VAD state, the conversation context) are made by the call
+runner from these; nothing here holds per-call state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnxruntime as ort
+from loguru import logger
+from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
+from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+
+from flows.prompts import system_prompt
+from models.store import resolve
+from voice_agent.llm import LlamaEngine
+from voice_agent.settings import Settings
+from voice_agent.stt import WhisperEngine
+from voice_agent.tts import PiperEngine
+
+
+class SharedSmartTurn(LocalSmartTurnAnalyzerV3):
+    """The smart-turn v3 analyzer over one ONNX session shared by all calls (ORT is thread-safe).
+
+    The analyzer's per-call state (buffered audio, speech flags) lives in each instance; only the
+    inference session is shared, instead of loading the model again for every call.
+    """
+
+    _session_cache: ort.InferenceSession | None = None
+
+    def __init__(self, **kwargs) -> None:
+        BaseSmartTurn.__init__(self, **kwargs)
+        self._log_data = False
+        if SharedSmartTurn._session_cache is None:
+            SharedSmartTurn._session_cache = LocalSmartTurnAnalyzerV3()._session
+        self._session = SharedSmartTurn._session_cache
+
+
+@dataclass
+class Engines:
+    settings: Settings
+    stt: WhisperEngine
+    tts: PiperEngine
+    llm: LlamaEngine | None  # None when the LLM is an OpenAI-compatible server
+    model_names: dict[str, str] = field(default_factory=dict)
+    load_secs: float = 0.0
+
+    @classmethod
+    def load(cls, settings: Settings) -> Engines:
+        """Resolve and load every model; raises ``ModelNotReadyError`` naming the fix."""
+        started = time.perf_counter()
+        stt_dir = resolve(settings.stt_model, "stt", settings.models_dir)
+        tts_path = resolve(settings.tts_voice, "tts", settings.models_dir)
+        llm_path: Path | None = None
+        if settings.llm_backend == "local":
+            llm_path = resolve(settings.llm_model, "llm", settings.models_dir)
+
+        stt = WhisperEngine(
+            stt_dir,
+            device=settings.stt_device,
+            compute_type=settings.stt_compute_type,
+            cpu_threads=settings.stt_cpu_threads,
+            language=settings.stt_language,
+            beam_size=settings.stt_beam_size,
+        )
+        tts = PiperEngine(tts_path, use_cuda=settings.tts_use_cuda)
+        llm = None
+        if llm_path is not None:
+            llm = LlamaEngine(
+                llm_path,
+                context_tokens=settings.llm_context_tokens,
+                threads=settings.llm_threads,
+                gpu_layers=settings.llm_gpu_layers,
+                seed=settings.llm_seed,
+            )
+            warm = llm.warm(system_prompt(settings.company_name))
+            logger.info(f"system prompt evaluated and cached in {warm:.2f}s")
+        SharedSmartTurn()  # load the turn model now, not on the first call
+        names = {
+            "stt": settings.stt_model,
+            "tts": settings.tts_voice,
+            "llm": settings.llm_model if llm else f"{settings.llm_base_url} {settings.llm_model}",
+        }
+        return cls(settings, stt, tts, llm, names, time.perf_counter() - started)

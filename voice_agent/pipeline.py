@@ -1,0 +1,111 @@
+"""The voice pipeline: how a call flows, in one place.
+
+    caller audio in (transport, resampled to 16 kHz with soxr)
+      -> speech-to-text (faster-whisper on each utterance Silero VAD segments)
+      -> user turn (Silero VAD + smart-turn decide the caller has finished; barge-in interrupts)
+      -> language model (llama.cpp in process, or an OpenAI-compatible server)
+      -> text-to-speech (Piper, sentence by sentence as the model streams)
+      -> reply audio out (transport)
+      -> assistant turn (what the caller heard goes back into the conversation)
+
+Every transport (simulated caller, Twilio, WebRTC) ends in this same pipeline via the call runner.
+"""
+
+from __future__ import annotations
+
+from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.services.llm_service import LLMService
+from pipecat.services.openai.llm import OpenAILLMService
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.turns.user_stop import (
+    SpeechTimeoutUserTurnStopStrategy,
+    TurnAnalyzerUserTurnStopStrategy,
+)
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+from voice_agent.engines import Engines, SharedSmartTurn
+from voice_agent.llm import LocalLLMService
+from voice_agent.settings import Settings
+from voice_agent.stt import WhisperSTTService
+from voice_agent.tts import PiperTTSService
+
+
+def build_pipeline(
+    transport: BaseTransport,
+    stt: WhisperSTTService,
+    context: LLMContextAggregatorPair,
+    llm: LLMService,
+    tts: PiperTTSService,
+) -> Pipeline:
+    return Pipeline(
+        [
+            transport.input(),
+            stt,
+            context.user(),
+            llm,
+            tts,
+            transport.output(),
+            context.assistant(),
+        ]
+    )
+
+
+def make_llm_service(engines: Engines, settings: Settings, system_instruction: str) -> LLMService:
+    if settings.llm_backend == "openai":
+        if not settings.llm_base_url:
+            raise ValueError("llm_backend=openai needs VOICE_AGENT_LLM_BASE_URL")
+        return OpenAILLMService(
+            api_key=settings.llm_api_key,
+            base_url=settings.llm_base_url,
+            settings=OpenAILLMService.Settings(
+                model=settings.llm_model,
+                max_tokens=settings.llm_max_tokens,
+                temperature=settings.llm_temperature,
+                seed=settings.llm_seed,
+                system_instruction=system_instruction,
+            ),
+        )
+    assert engines.llm is not None
+    return LocalLLMService(
+        engines.llm,
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+        seed=settings.llm_seed,
+        system_instruction=system_instruction,
+        max_history_messages=settings.max_history_messages,
+    )
+
+
+def make_context_aggregators(context: LLMContext, settings: Settings) -> LLMContextAggregatorPair:
+    """User turn-taking: Silero VAD for speech, smart-turn v3 for end of turn, barge-in on."""
+    vad = SileroVADAnalyzer(
+        params=VADParams(
+            confidence=settings.vad_confidence,
+            start_secs=settings.vad_start_secs,
+            stop_secs=settings.vad_stop_secs,
+        )
+    )
+    if settings.smart_turn:
+        # smart-turn judges whether the caller's words sound finished; when it says "not yet",
+        # it answers anyway after turn_max_silence_secs of silence
+        analyzer = SharedSmartTurn(params=SmartTurnParams(stop_secs=settings.turn_max_silence_secs))
+        stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)]
+    else:
+        stop = [SpeechTimeoutUserTurnStopStrategy()]
+    return LLMContextAggregatorPair(
+        context,
+        user_params=LLMUserAggregatorParams(
+            vad_analyzer=vad,
+            user_turn_strategies=UserTurnStrategies(stop=stop),
+            user_idle_timeout=settings.user_idle_secs,
+            empty_user_turn=None,  # the STT service answers unrecognised speech itself
+        ),
+    )

@@ -1,0 +1,41 @@
+"""The FastAPI server: loads the models once at start-up, then serves calls.
+
+Call records hold callers' words, so no endpoint exposes them without authentication; the
+supervisor console (with accounts and roles) is where they will be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from loguru import logger
+
+from voice_agent.engines import Engines
+from voice_agent.settings import Settings
+from voice_agent.storage import CallStore
+
+
+def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.store = CallStore(settings.resolved_database_url)
+        app.state.engines = engines or await asyncio.to_thread(Engines.load, settings)
+        logger.info(f"models ready in {app.state.engines.load_secs:.1f}s")
+        yield
+
+    app = FastAPI(title="Helpdesk voice agent", lifespan=lifespan)
+    app.state.settings = settings
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        loaded: Engines = app.state.engines
+        return {
+            "status": "ok",
+            "models": loaded.model_names,
+            "llm_backend": settings.llm_backend,
+        }
+
+    return app

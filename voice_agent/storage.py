@@ -1,0 +1,193 @@
+"""Call records in a real database (SQLAlchemy 2; a SQLite file by default, any SQLAlchemy URL).
+
+A call row is written when the call starts, each turn as soon as it ends, and the call row again
+when the call ends: a crash mid-call loses at most the turn in progress.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+from voice_agent.call_records import STAGES, TurnRecord
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    transport: Mapped[str] = mapped_column(String(32))
+    caller: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="in_progress", index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    turns: Mapped[list[Turn]] = relationship(
+        back_populates="call", order_by="Turn.index", cascade="all, delete-orphan"
+    )
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_text: Mapped[str] = mapped_column(Text, default="")
+    bot_text: Mapped[str] = mapped_column(Text, default="")
+    interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    # One column per named stage: seconds since the epoch (float), None if the stage never ran.
+    speech_start: Mapped[float | None] = mapped_column(Float)
+    speech_end: Mapped[float | None] = mapped_column(Float)
+    stt_done: Mapped[float | None] = mapped_column(Float)
+    turn_end: Mapped[float | None] = mapped_column(Float)
+    llm_first_token: Mapped[float | None] = mapped_column(Float)
+    first_sentence: Mapped[float | None] = mapped_column(Float)
+    tts_first_audio: Mapped[float | None] = mapped_column(Float)
+    first_audio_out: Mapped[float | None] = mapped_column(Float)
+    bot_done: Mapped[float | None] = mapped_column(Float)
+    call: Mapped[Call] = relationship(back_populates="turns")
+
+
+class CallStore:
+    """Synchronous repository; callers on the event loop use ``asyncio.to_thread``."""
+
+    def __init__(self, database_url: str) -> None:
+        if database_url.startswith("sqlite:///"):
+            Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(database_url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def start_call(
+        self,
+        transport: str,
+        *,
+        caller: str | None = None,
+        external_id: str | None = None,
+        models: dict[str, Any] | None = None,
+    ) -> str:
+        call_id = str(uuid.uuid4())
+        with self._session.begin() as s:
+            s.add(
+                Call(
+                    id=call_id,
+                    transport=transport,
+                    caller=caller,
+                    external_id=external_id,
+                    models=models or {},
+                )
+            )
+        return call_id
+
+    def add_turn(self, call_id: str, turn: TurnRecord) -> None:
+        with self._session.begin() as s:
+            s.add(
+                Turn(
+                    call_id=call_id,
+                    index=turn.index,
+                    kind=turn.kind,
+                    user_text=turn.user_text,
+                    bot_text=turn.bot_text,
+                    interrupted=turn.interrupted,
+                    error_code=turn.error_code,
+                    prompt_tokens=turn.prompt_tokens,
+                    completion_tokens=turn.completion_tokens,
+                    **{stage: turn.stages.get(stage) for stage in STAGES},
+                )
+            )
+
+    def end_call(
+        self, call_id: str, *, status: str, end_reason: str | None = None, error: str | None = None
+    ) -> None:
+        with self._session.begin() as s:
+            call = s.get(Call, call_id)
+            if call is None:
+                raise KeyError(call_id)
+            call.status = status
+            call.end_reason = end_reason
+            call.error = error
+            call.ended_at = utcnow()
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        with self._session() as s:
+            call = s.get(Call, call_id)
+            return None if call is None else call_to_dict(call)
+
+    def list_calls(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._session() as s:
+            rows = s.scalars(select(Call).order_by(Call.started_at.desc()).limit(limit)).all()
+            return [call_to_dict(c, with_turns=False) for c in rows]
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def call_to_dict(call: Call, with_turns: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": call.id,
+        "transport": call.transport,
+        "caller": call.caller,
+        "external_id": call.external_id,
+        "started_at": call.started_at.isoformat() if call.started_at else None,
+        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "status": call.status,
+        "end_reason": call.end_reason,
+        "error": call.error,
+        "models": call.models,
+    }
+    if with_turns:
+        out["turns"] = [
+            TurnRecord(
+                index=t.index,
+                kind=t.kind,
+                user_text=t.user_text,
+                bot_text=t.bot_text,
+                interrupted=t.interrupted,
+                error_code=t.error_code,
+                prompt_tokens=t.prompt_tokens,
+                completion_tokens=t.completion_tokens,
+                stages={st: getattr(t, st) for st in STAGES if getattr(t, st) is not None},
+            ).to_dict()
+            for t in call.turns
+        ]
+    return out

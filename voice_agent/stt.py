@@ -1,0 +1,238 @@
+"""Speech-to-text: one faster-whisper model per process, a pipecat STT service per call.
+
+The whole decode (``transcribe`` plus iterating its lazy segment generator) finishes inside a
+worker thread, so a long utterance never blocks the event loop. Decoding is greedy at
+``temperature=0`` with the language fixed, and guarded against Whisper's failure modes: segments
+that are probably not speech, repetition loops, and runaway token counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from loguru import logger
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.settings import STTSettings
+from pipecat.services.stt_service import SegmentedSTTService, STTService
+from pipecat.transcriptions.language import Language
+from pipecat.utils.time import time_now_iso8601
+
+from voice_agent.audio import int16_bytes_to_float
+
+STT_SAMPLE_RATE = 16000
+_MAX_TOKENS_PER_WINDOW = 200  # a 30 s window of fast speech is ~150 tokens
+_WORD_RE = re.compile(r"[\w']+")
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    audio_secs: float
+    decode_secs: float
+    dropped_segments: int = 0
+
+
+def collapse_repetitions(text: str, max_repeats: int = 3) -> str:
+    """Cut a Whisper repetition loop ("the the the ..." or a looping phrase) down to its start."""
+    words = text.split()
+    for n in range(1, 7):
+        i = 0
+        while i + n * (max_repeats + 1) <= len(words):
+            gram = [w.lower().strip(",.!?") for w in words[i : i + n]]
+            repeats = 1
+            j = i + n
+            while (
+                j + n <= len(words) and [w.lower().strip(",.!?") for w in words[j : j + n]] == gram
+            ):
+                repeats += 1
+                j += n
+            if repeats > max_repeats:
+                words = words[: i + n * max_repeats] + words[j:]
+            i += 1
+    return " ".join(words)
+
+
+class WhisperEngine:
+    """A faster-whisper model loaded once and shared by every call in the process."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        language: str = "en",
+        beam_size: int = 1,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        self.model_dir = Path(model_dir)
+        self.language = language
+        self.beam_size = beam_size
+        started = time.perf_counter()
+        self._model = WhisperModel(
+            str(self.model_dir),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            local_files_only=True,
+        )
+        # CTranslate2 runs one decode at a time per worker; queue callers explicitly so the
+        # wait is visible and fair rather than contending inside the library.
+        self._lock = threading.Lock()
+        self.load_secs = time.perf_counter() - started
+        logger.info(f"whisper loaded from {self.model_dir} in {self.load_secs:.1f}s")
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Blocking: decode float32 16 kHz mono audio to text. Call from a worker thread."""
+        started = time.perf_counter()
+        audio_secs = len(audio) / STT_SAMPLE_RATE
+        if audio_secs < 0.1:
+            return Transcript("", audio_secs, 0.0)
+        with self._lock:
+            segments, _info = self._model.transcribe(
+                audio,
+                language=self.language,
+                beam_size=self.beam_size,
+                temperature=0.0,
+                condition_on_previous_text=False,
+                compression_ratio_threshold=2.4,
+                no_speech_threshold=0.6,
+                log_prob_threshold=-1.0,
+                max_new_tokens=_MAX_TOKENS_PER_WINDOW,
+                without_timestamps=True,
+                vad_filter=False,
+            )
+            kept: list[str] = []
+            dropped = 0
+            for seg in segments:  # the generator decodes lazily: consume it here, in the thread
+                if seg.no_speech_prob > 0.6 and seg.avg_logprob < -0.7:
+                    dropped += 1
+                    continue
+                if seg.compression_ratio > 2.4:
+                    dropped += 1
+                    continue
+                kept.append(seg.text.strip())
+        text = collapse_repetitions(" ".join(t for t in kept if t))
+        if not _WORD_RE.search(text):
+            text = ""
+        return Transcript(text, audio_secs, time.perf_counter() - started, dropped)
+
+    async def transcribe_async(self, audio: np.ndarray) -> Transcript:
+        return await asyncio.to_thread(self.transcribe, audio)
+
+
+class WhisperSTTService(SegmentedSTTService):
+    """Pipecat STT over the shared :class:`WhisperEngine`; one instance per call.
+
+    Silero VAD cuts the caller's speech at every short pause. Whisper is far more accurate on a
+    whole utterance than on fragments ("ask not" alone decodes as "Ask! Knock!"), so each pause
+    starts a decode of *everything the caller said since the last transcript*, while they may
+    still be talking. A decode that finishes while more speech is pending is thrown away (the next
+    pause decodes the longer audio); one that finishes with nothing pending is pushed as the
+    finalized transcript, and the turn detector answers at once. Audio is pushed in pieces only
+    when a caller talks for over ``max_unpushed_secs`` without a long enough pause.
+
+    When a whole user turn decodes to nothing (noise, a cough, garbled audio), no transcript is
+    pushed and ``on_empty_transcript`` decides what the caller hears.
+    """
+
+    def __init__(
+        self,
+        engine: WhisperEngine,
+        *,
+        on_empty_transcript=None,
+        max_unpushed_secs: float = 20.0,
+        **kwargs,
+    ) -> None:
+        # The turn detector waits this long after speech for the final transcript before it
+        # answers with the text it has: only when a last piece decodes to nothing. A finalized
+        # transcript releases the turn at once, so the normal case never waits for this.
+        kwargs.setdefault("ttfs_p99_latency", 3.0)
+        kwargs.setdefault(
+            "settings",
+            STTSettings(model=engine.model_dir.name, language=engine.language or None),
+        )
+        super().__init__(sample_rate=STT_SAMPLE_RATE, **kwargs)
+        self._engine = engine
+        self._on_empty_transcript = on_empty_transcript
+        self._max_unpushed_bytes = int(max_unpushed_secs * STT_SAMPLE_RATE) * 2
+        self._unpushed = bytearray()  # caller audio not yet covered by a pushed transcript
+        self._turn_has_text = False
+
+    @property
+    def wants_wav_segments(self) -> bool:
+        return False
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    def _more_speech_pending(self) -> bool:
+        # pipecat 1.14's SegmentedSTTService state: the caller is mid-utterance, or a later
+        # pause has already queued another decode.
+        return self._user_speaking or not self._segment_queue.empty()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if isinstance(frame, UserStartedSpeakingFrame):
+            self._turn_has_text = False
+        await super().process_frame(frame, direction)
+
+    async def _handle_user_stopped_speaking(self, frame) -> None:
+        self._user_speaking = False
+        self._unpushed.extend(self._audio_buffer)
+        self._audio_buffer.clear()
+        await self._segment_queue.put(b"decode")  # a token: run_stt decodes self._unpushed
+
+    async def push_frame(self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM):
+        if isinstance(frame, TranscriptionFrame):
+            frame.finalized = not self._more_speech_pending()
+            await STTService.push_frame(self, frame, direction)
+            return
+        await super().push_frame(frame, direction)
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
+        if self._more_speech_pending() and len(self._unpushed) < self._max_unpushed_bytes:
+            return  # a later decode will cover this audio and more
+        taken = len(self._unpushed)
+        if taken == 0:
+            return
+        pcm = bytes(self._unpushed) + self._trailing_silence()
+        try:
+            result = await self._engine.transcribe_async(int16_bytes_to_float(pcm))
+        except Exception as e:  # a model failure must be heard as a fallback, not dead air
+            logger.exception("whisper decode failed")
+            del self._unpushed[:taken]
+            yield ErrorFrame(error=f"stt_failed: speech-to-text failed: {e}")
+            return
+        logger.debug(
+            f"STT {result.audio_secs:.1f}s audio in {result.decode_secs:.2f}s: {result.text!r}"
+        )
+        if self._more_speech_pending() and len(self._unpushed) < self._max_unpushed_bytes:
+            return  # the caller went on talking: this decode is already stale
+        del self._unpushed[:taken]
+        if not result.text:
+            if not self._turn_has_text and self._on_empty_transcript is not None:
+                await self._on_empty_transcript(result)
+            return
+        self._turn_has_text = True
+        yield TranscriptionFrame(
+            result.text,
+            self._user_id,
+            time_now_iso8601(),
+            Language(self._engine.language) if self._engine.language else None,
+            result=result,
+        )
