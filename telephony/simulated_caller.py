@@ -28,6 +28,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from voice_agent.audio import PcmAudio
+from voice_agent.auto_gain import AutoGainFilter
 
 FRAME_SECS = 0.02
 IN_RATE = 16000
@@ -65,12 +66,15 @@ class SimulatedCaller:
         reply_timeout_secs: float = 60.0,
         settle_secs: float = 1.0,
         greeting_timeout_secs: float = 20.0,
+        barge_in_after_secs: dict[int, float] | None = None,
     ) -> None:
         self.utterances = utterances
         self.out_sample_rate = out_sample_rate
         self.reply_timeout_secs = reply_timeout_secs
         self.settle_secs = settle_secs
         self.greeting_timeout_secs = greeting_timeout_secs
+        # turn index -> start that turn this many seconds into the previous reply (barge-in)
+        self.barge_in_after_secs = barge_in_after_secs or {}
         self.greeting = CallerTurn(index=0, source="greeting")
         self.turns: list[CallerTurn] = []
         self._current = self.greeting
@@ -95,18 +99,26 @@ class SimulatedCaller:
             if delay > 0:
                 await asyncio.sleep(delay)
 
-        async def wait_for_reply(turn: CallerTurn, limit_secs: float) -> None:
+        async def wait_for_reply(
+            turn: CallerTurn, limit_secs: float, barge_in_after: float | None
+        ) -> None:
             deadline = loop.time() + limit_secs
             while loop.time() < deadline:
                 await send(silence)
                 heard = turn.first_reply_audio_at is not None
+                if heard and barge_in_after is not None:
+                    if time.time() - turn.first_reply_audio_at >= barge_in_after:
+                        return  # the caller talks over the reply
+                    continue
                 quiet_for = loop.time() - max(self._play_clock, self._last_bot_audio)
                 if heard and quiet_for >= self.settle_secs:
                     return
             turn.timed_out = True
 
         try:
-            await wait_for_reply(self.greeting, self.greeting_timeout_secs)
+            await wait_for_reply(
+                self.greeting, self.greeting_timeout_secs, self.barge_in_after_secs.get(1)
+            )
             for i, (source, audio) in enumerate(self.utterances, start=1):
                 turn = CallerTurn(index=i, source=source)
                 self.turns.append(turn)
@@ -121,7 +133,9 @@ class SimulatedCaller:
                     for offset in range(0, len(pcm), step):
                         await send(pcm[offset : offset + step].ljust(step, b"\0"))
                 turn.audio_end_at = time.time()
-                await wait_for_reply(turn, self.reply_timeout_secs)
+                await wait_for_reply(
+                    turn, self.reply_timeout_secs, self.barge_in_after_secs.get(i + 1)
+                )
         finally:
             self.done.set()
             if self.hang_up is not None:
@@ -193,6 +207,7 @@ class SimulatedCallerTransport(BaseTransport):
         params = TransportParams(
             audio_in_enabled=True,
             audio_in_sample_rate=IN_RATE,
+            audio_in_filter=AutoGainFilter(),
             audio_out_enabled=True,
             audio_out_sample_rate=caller.out_sample_rate,
             audio_out_end_silence_secs=0,

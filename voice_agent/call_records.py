@@ -83,6 +83,15 @@ class TurnRecord:
         if overwrite or stage not in self.stages:
             self.stages[stage] = at
 
+    def discard_unheard_reply(self) -> None:
+        """The caller went on talking before any reply audio played: that reply never happened."""
+        if "first_audio_out" in self.stages:
+            return
+        for stage in ("llm_first_token", "first_sentence", "tts_first_audio"):
+            self.stages.pop(stage, None)
+        self.bot_text = ""
+        self.prompt_tokens = self.completion_tokens = None
+
     def latencies(self) -> dict[str, float]:
         out = {}
         for name, (start, end) in LATENCIES.items():
@@ -103,6 +112,15 @@ class TurnRecord:
             "stages": dict(self.stages),
             "latency": self.latencies(),
         }
+
+
+def error_code(frame: ErrorFrame) -> str:
+    """A machine-readable code for an error: the exception's ``code``, or the message's prefix."""
+    code = getattr(frame.exception, "code", None)
+    if isinstance(code, str):
+        return code
+    prefix = str(frame.error).split(":", 1)[0].strip()
+    return prefix if prefix.isidentifier() else "pipeline_error"
 
 
 TurnSink = Callable[[TurnRecord], Awaitable[None]]
@@ -190,6 +208,8 @@ class TurnRecorder(BaseObserver):
                 turn = None
             if turn is None:
                 turn = self._open("reply")
+            elif turn.kind == "reply":
+                turn.discard_unheard_reply()
             turn.mark("speech_start", at)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             if turn is not None:
@@ -231,8 +251,7 @@ class TurnRecorder(BaseObserver):
             if turn is not None and self._bot_speaking:
                 turn.interrupted = True
         elif isinstance(frame, ErrorFrame):
-            code = str(frame.error).split(":", 1)[0].strip()
-            self.note_error(code if code.isidentifier() else "pipeline_error")
+            self.note_error(error_code(frame))
         elif isinstance(frame, MetricsFrame):
             for item in frame.data:
                 if isinstance(item, LLMUsageMetricsData) and turn is not None:

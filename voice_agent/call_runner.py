@@ -15,6 +15,7 @@ from loguru import logger
 from pipecat.frames.frames import EndFrame, ErrorFrame, TTSSpeakFrame
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.services.llm_service import LLMService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
@@ -22,6 +23,7 @@ from flows import prompts
 from voice_agent.call_records import TurnRecord, TurnRecorder
 from voice_agent.engines import Engines
 from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
+from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
 from voice_agent.stt import Transcript, WhisperSTTService
 from voice_agent.tts import PiperTTSService
@@ -65,6 +67,7 @@ async def run_call(
     caller: str | None = None,
     external_id: str | None = None,
     on_started: Callable[[CallHandle], Awaitable[None] | None] | None = None,
+    make_llm: Callable[[Engines, Settings, str], LLMService] = make_llm_service,
 ) -> CallResult:
     settings = engines.settings
     call_id = await asyncio.to_thread(
@@ -104,7 +107,7 @@ async def run_call(
             await say("fallback", prompts.DIDNT_CATCH)
 
     stt = WhisperSTTService(engines.stt, on_empty_transcript=on_empty_transcript)
-    llm = make_llm_service(engines, settings, prompts.system_prompt(settings.company_name))
+    llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name))
     tts = PiperTTSService(engines.tts)
     context = LLMContext()
     aggregators = make_context_aggregators(context, settings)

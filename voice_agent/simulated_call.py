@@ -6,6 +6,7 @@ said, the stage latencies, and the reply audio written as WAV; the call is store
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,24 @@ def build_report(
                 "agent_turns": [t.to_dict() for t in mine],
             }
         )
+    report["summary"] = summarise(report["turns"])
     return report
+
+
+def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of each latency over the turns that have it (the numbers for a closing note)."""
+    values: dict[str, list[float]] = {}
+    for turn in turns:
+        for name, value in turn["latency"].items():
+            if value is not None:
+                values.setdefault(name, []).append(value)
+    medians = {name: round(statistics.median(v), 3) for name, v in sorted(values.items())}
+    tokens = [t["prompt_tokens"] for t in turns if t["prompt_tokens"]]
+    return {
+        "turns": len(turns),
+        "median_latency": medians,
+        "median_prompt_tokens": statistics.median(tokens) if tokens else None,
+    }
 
 
 async def simulate_call(
@@ -100,10 +118,15 @@ async def simulate_call(
     store: CallStore,
     out_dir: Path,
     reply_timeout_secs: float = 90.0,
+    barge_in_after_secs: dict[int, float] | None = None,
+    make_llm=None,
 ) -> dict[str, Any]:
     utterances = load_utterances(audio_paths)
     caller = SimulatedCaller(
-        utterances, out_sample_rate=engines.tts.sample_rate, reply_timeout_secs=reply_timeout_secs
+        utterances,
+        out_sample_rate=engines.tts.sample_rate,
+        reply_timeout_secs=reply_timeout_secs,
+        barge_in_after_secs=barge_in_after_secs,
     )
 
     def started(handle: CallHandle) -> None:
@@ -116,5 +139,6 @@ async def simulate_call(
         transport_name="simulated",
         audio_out_sample_rate=engines.tts.sample_rate,
         on_started=started,
+        **({"make_llm": make_llm} if make_llm is not None else {}),
     )
     return build_report(result.call_id, result.status, caller, result.turns, out_dir)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One command from a fresh machine: virtual environment, dependencies, model weights, then
+#   ./run.sh serve [voice-agent serve options]   run the server (http://127.0.0.1:8000)
+#   ./run.sh test  [pytest options]              run the test suite
+#   ./run.sh setup                               set up only
+# Everything lands inside this folder: .venv/ and models/weights/ (both git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+extra=""
+[ "${1:-}" = "test" ] && extra="[test]"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating virtual environment in $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall only when the dependency list changed. llama-cpp-python has no binary wheel on
+# PyPI: the first install compiles it (about 13 minutes on 2 cores); pip caches the result.
+stamp="$VENV/.installed$extra"
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "==> installing dependencies${extra:+ (with test extras)}"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e ".$extra"
+    echo "$want" > "$stamp"
+fi
+
+echo "==> assembling model weights (checksummed; skipped when present)"
+models="whisper-base qwen2.5-coder-1.5b piper-joe-medium"
+[ "${1:-}" = "test" ] && models="$models smollm2-135m whisper-tiny.en"
+"$VENV/bin/voice-agent" models fetch $models
+
+cmd=${1:-serve}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    serve) exec "$VENV/bin/voice-agent" serve "$@" ;;
+    test) exec "$VENV/bin/python" -m pytest "$@" ;;
+    setup) echo "==> ready" ;;
+    *) echo "usage: ./run.sh serve|test|setup [options]" >&2; exit 2 ;;
+esac

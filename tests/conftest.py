@@ -1,0 +1,48 @@
+"""Shared fixtures: real models, loaded once per test session, and real audio from ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voice_agent.engines import Engines
+from voice_agent.settings import Settings, load_settings
+from voice_agent.storage import CallStore
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SPEECH = SHARED / "data" / "speech"
+CLEAN = SPEECH / "clean"
+TELEPHONY = SPEECH / "telephony"
+
+
+def gold_transcripts() -> dict[str, str]:
+    out = {}
+    for line in (SPEECH / "transcripts.tsv").read_text().splitlines():
+        path, _, text = line.partition("\t")
+        if path and text:
+            out[path] = text
+    return out
+
+
+def small_settings(tmp: Path, **overrides) -> Settings:
+    """Real models with the 135M LLM: for pipeline mechanics, not answer quality."""
+    values = dict(
+        llm_model="smollm2-135m",
+        llm_max_tokens=24,
+        database_url=f"sqlite:///{tmp / 'calls.db'}",
+        data_dir=tmp,
+    )
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture(scope="session")
+def small_engines(tmp_path_factory) -> Engines:
+    return Engines.load(small_settings(tmp_path_factory.mktemp("small")))
+
+
+@pytest.fixture
+def store(tmp_path) -> CallStore:
+    return CallStore(f"sqlite:///{tmp_path / 'calls.db'}")

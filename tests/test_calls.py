@@ -1,0 +1,194 @@
+"""Whole calls through the real pipeline: real Silero VAD, smart-turn, faster-whisper, llama.cpp
+(the 135M model: mechanics, not answer quality) and Piper, on real speech, paced in real time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flows import prompts
+from tests.conftest import CLEAN, gold_transcripts, small_settings
+from tests.test_audio_and_stt import wer
+from voice_agent.audio import decode_audio_file, write_wav
+from voice_agent.engines import Engines
+from voice_agent.llm import LLMGenerationError, LocalLLMService
+from voice_agent.pipeline import make_llm_service
+from voice_agent.simulated_call import simulate_call
+from voice_agent.storage import CallStore
+
+CLIPS = [
+    CLEAN / "jfk.flac",
+    CLEAN / "librispeech_test-clean_1089-134691-0001.flac",
+    CLEAN / "fleurs_en_004.wav",
+]
+
+
+def rms(path: str) -> float:
+    samples = decode_audio_file(path).samples.astype(np.float32)
+    return float(np.sqrt(np.mean(samples**2)))
+
+
+def engines_with(small_engines: Engines, tmp_path, **overrides) -> Engines:
+    """The session's loaded models under different per-call settings."""
+    return Engines(
+        small_settings(tmp_path, **overrides),
+        small_engines.stt,
+        small_engines.tts,
+        small_engines.llm,
+        small_engines.model_names,
+    )
+
+
+async def test_call_over_real_clips_is_heard_answered_and_stored(small_engines, store, tmp_path):
+    report = await simulate_call(CLIPS, engines=small_engines, store=store, out_dir=tmp_path)
+    gold = gold_transcripts()
+    assert report["status"] == "completed"
+    assert "IT helpdesk" in report["greeting"]["text"]
+    assert report["greeting"]["audio_secs"] > 2
+    assert len(report["turns"]) == 3
+    for clip, turn in zip(CLIPS, report["turns"], strict=True):
+        assert turn["error"] is None
+        assert wer(gold[f"clean/{clip.name}"], turn["transcript"]) <= 0.25, turn["transcript"]
+        assert turn["reply"].strip(), turn
+        assert turn["reply_audio_secs"] > 0.3 and rms(turn["reply_audio"]) > 200
+        lat = turn["latency"]
+        for name in ("stt_secs", "llm_first_token_secs", "voice_to_voice_secs"):
+            assert lat[name] is not None and lat[name] >= 0, (name, lat)
+        assert 0 < lat["edge_voice_to_voice_secs"] < 15
+
+    stored = store.get_call(report["call_id"])
+    assert stored["status"] == "completed" and stored["transport"] == "simulated"
+    kinds = [t["kind"] for t in stored["turns"]]
+    assert kinds[0] == "greeting"
+    answered = [t for t in stored["turns"] if t["user_text"]]
+    assert len(answered) >= 3
+    for t in answered:
+        st = t["stages"]
+        assert st["speech_start"] < st["speech_end"] <= st["stt_done"] <= st["llm_first_token"]
+        assert st["llm_first_token"] <= st["tts_first_audio"] <= st["first_audio_out"]
+        assert t["bot_text"].strip()
+    assert report["summary"]["median_latency"]["voice_to_voice_secs"] > 0
+
+
+async def test_bad_audio_is_reported_and_the_caller_still_hears_something(small_engines, tmp_path):
+    engines = engines_with(small_engines, tmp_path, user_idle_secs=3.0)
+    store = CallStore(engines.settings.resolved_database_url)
+    unreadable = tmp_path / "unreadable.wav"
+    unreadable.write_bytes(b"this is not audio at all" * 100)
+    silence = write_wav(tmp_path / "silence.wav", bytes(16000 * 2 * 3), 16000)
+    rng = np.random.default_rng(1)
+    noise = (rng.standard_normal(16000 * 2) * 3000).astype("<i2").tobytes()
+    noise_wav = write_wav(tmp_path / "noise.wav", noise, 16000)
+
+    report = await simulate_call(
+        [unreadable, noise_wav, CLIPS[1], silence],
+        engines=engines,
+        store=store,
+        out_dir=tmp_path / "out",
+        reply_timeout_secs=20,
+    )
+    turns = report["turns"]
+    assert report["status"] == "completed"
+    assert "unreadable.wav" in turns[0]["error"]
+    for turn in turns:  # never dead air: every caller turn hears a spoken reply
+        assert turn["reply_audio_secs"] > 0.3, turn
+        assert not turn["reply_timed_out"], turn
+    assert len(turns) == 4
+    assert prompts.STILL_THERE in turns[0]["reply"]  # the unreadable turn is heard as silence
+    assert prompts.STILL_THERE in turns[1]["reply"] or prompts.DIDNT_CATCH in turns[1]["reply"]
+    gold = gold_transcripts()[f"clean/{CLIPS[1].name}"]
+    assert wer(gold, turns[2]["transcript"]) <= 0.25
+    assert prompts.STILL_THERE in turns[3]["reply"]
+    stored = store.get_call(report["call_id"])
+    assert stored["status"] == "completed"
+    assert sum(t["kind"] == "fallback" for t in stored["turns"]) >= 2
+
+
+async def test_a_silent_line_is_prompted_then_closed_politely(small_engines, tmp_path):
+    engines = engines_with(small_engines, tmp_path, user_idle_secs=2.0)
+    store = CallStore(engines.settings.resolved_database_url)
+    silence = write_wav(tmp_path / "silence.wav", bytes(16000 * 2), 16000)
+    report = await simulate_call(
+        [silence] * 5,
+        engines=engines,
+        store=store,
+        out_dir=tmp_path / "out",
+        reply_timeout_secs=15,
+    )
+    replies = [t["reply"] for t in report["turns"]]
+    assert replies[:2] == [prompts.STILL_THERE, prompts.STILL_THERE]
+    assert replies[2] == prompts.GOODBYE_IDLE
+    assert len(report["turns"]) == 3  # the agent hung up; the caller's other turns never happen
+    assert store.get_call(report["call_id"])["status"] == "completed"
+
+
+class FailingLLM(LocalLLMService):
+    """The real service, told to break mid-answer after its first words."""
+
+    async def _completion_chunks(self, messages, tools, mode, only):
+        produced = 0
+        async for chunk in super()._completion_chunks(messages, tools, mode, only):
+            yield chunk
+            produced += 1
+            if produced == 2:
+                raise LLMGenerationError("llama.cpp generation failed: simulated device loss")
+
+
+async def test_a_model_failure_mid_turn_is_heard_as_a_fallback_and_recorded(
+    small_engines, store, tmp_path
+):
+    def failing(engines, settings, system):
+        real = make_llm_service(engines, settings, system)
+        return FailingLLM(
+            engines.llm,
+            max_tokens=24,
+            temperature=0.0,
+            seed=1,
+            system_instruction=real._settings.system_instruction,
+        )
+
+    report = await simulate_call(
+        [CLIPS[1]], engines=small_engines, store=store, out_dir=tmp_path, make_llm=failing
+    )
+    turn = report["turns"][0]
+    assert report["status"] == "completed"
+    assert prompts.TROUBLE.split(".")[0] in turn["reply"]
+    stored = store.get_call(report["call_id"])
+    codes = [t["error_code"] for t in stored["turns"] if t["error_code"]]
+    assert "llm_failed" in codes
+    assert any(t["user_text"] for t in stored["turns"])  # what the caller said is kept
+
+
+async def test_barge_in_cuts_the_reply_and_is_recorded(small_engines, tmp_path):
+    engines = engines_with(small_engines, tmp_path, llm_max_tokens=80)
+    store = CallStore(engines.settings.resolved_database_url)
+    report = await simulate_call(
+        [CLIPS[0], CLIPS[1]],
+        engines=engines,
+        store=store,
+        out_dir=tmp_path / "out",
+        barge_in_after_secs={2: 0.8},  # turn 2 starts 0.8 s into the reply to turn 1
+    )
+    first, second = report["turns"]
+    assert first["agent_turns"] and any(t["interrupted"] for t in first["agent_turns"])
+    assert second["transcript"] and second["reply"]
+    stored = store.get_call(report["call_id"])
+    cut = [t for t in stored["turns"] if t["interrupted"]]
+    assert cut
+    st = cut[0]["stages"]
+    assert st["bot_done"] - st["first_audio_out"] < 3.0  # stopped soon after the caller spoke
+
+
+@pytest.mark.slow
+async def test_a_sixty_second_monologue_is_transcribed_and_answered(small_engines, tmp_path):
+    pieces = [decode_audio_file(p).samples for p in sorted(CLEAN.glob("fleurs_en_00*.wav"))[:6]]
+    pause = np.zeros(16000 // 4, dtype=np.int16)  # short pauses: one long turn
+    monologue = np.concatenate([x for p in pieces for x in (p, pause)])[: 16000 * 60]
+    path = write_wav(tmp_path / "monologue.wav", monologue.tobytes(), 16000)
+    store = CallStore(f"sqlite:///{tmp_path / 'm.db'}")
+    report = await simulate_call([path], engines=small_engines, store=store, out_dir=tmp_path)
+    turn = report["turns"][0]
+    assert report["status"] == "completed"
+    assert len(turn["transcript"].split()) > 100
+    assert turn["reply"] and turn["reply_audio_secs"] > 0.3
