@@ -125,7 +125,7 @@ def test_tool_choice_normalisation(choice, expected):
     assert tool_choice_target(choice) == expected
 
 
-def test_history_is_trimmed_without_orphaning_tool_results():
+def test_history_is_trimmed_in_steps_without_orphaning_tool_results():
     system = [{"role": "system", "content": "s"}]
     turns = [
         {"role": "user", "content": "1"},
@@ -135,6 +135,20 @@ def test_history_is_trimmed_without_orphaning_tool_results():
         {"role": "user", "content": "3"},
     ]
     assert trim_history(system + turns, 10) == system + turns
-    trimmed = trim_history(system + turns, 3)
+    trimmed = trim_history(system + turns, 4)
     assert trimmed[0] == system[0]
-    assert [m["content"] for m in trimmed[1:]] == ["2", "3"]
+    assert [m["content"] for m in trimmed[1:]] == ["3"]
+
+
+def test_trimming_keeps_a_stable_prefix_between_cuts():
+    system = [{"role": "system", "content": "s"}]
+    chat = [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i)} for i in range(21)]
+    cuts = 0
+    previous = None
+    for n in range(1, len(chat) + 1):
+        prompt = trim_history(system + chat[:n], 8)
+        assert len(prompt) - 1 <= 8 and prompt[1]["role"] == "user"
+        if previous is not None and prompt[: len(previous)] != previous:
+            cuts += 1
+        previous = prompt
+    assert cuts == 4  # at 9, 13, 17 and 21 messages, not at every turn

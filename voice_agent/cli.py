@@ -71,8 +71,14 @@ def serve(
 
 @app.command()
 def call(
-    audio: Annotated[list[Path], typer.Option("--audio", help="Audio files, one per caller turn")],
+    audio: Annotated[
+        list[Path], typer.Option("--audio", help="Audio file for a caller turn (repeatable)")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the reply WAV files")],
+    more_audio: Annotated[
+        list[Path] | None,
+        typer.Argument(help="More caller turns: --audio A.wav B.wav C.flac", show_default=False),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     config: ConfigOpt = None,
     llm_model: Annotated[str | None, typer.Option(help="LLM model name or .gguf path")] = None,
@@ -89,7 +95,11 @@ def call(
     store = CallStore(settings.resolved_database_url)
     report = asyncio.run(
         simulate_call(
-            audio, engines=engines, store=store, out_dir=out, reply_timeout_secs=reply_timeout
+            [*audio, *(more_audio or [])],
+            engines=engines,
+            store=store,
+            out_dir=out,
+            reply_timeout_secs=reply_timeout,
         )
     )
     if as_json:

@@ -58,11 +58,20 @@ def build_pipeline(
     )
 
 
+class OpenAICompatibleLLMService(OpenAILLMService):
+    """Any OpenAI-compatible server (vLLM, llama.cpp's server) for scale-out.
+
+    Several such servers reject the ``developer`` role, so it is sent as ``user``.
+    """
+
+    supports_developer_role = False
+
+
 def make_llm_service(engines: Engines, settings: Settings, system_instruction: str) -> LLMService:
     if settings.llm_backend == "openai":
         if not settings.llm_base_url:
             raise ValueError("llm_backend=openai needs VOICE_AGENT_LLM_BASE_URL")
-        return OpenAILLMService(
+        return OpenAICompatibleLLMService(
             api_key=settings.llm_api_key,
             base_url=settings.llm_base_url,
             settings=OpenAILLMService.Settings(

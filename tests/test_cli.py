@@ -1,0 +1,131 @@
+"""The ``voice-agent`` command as a user runs it: a real process, real models, real audio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CLEAN, REPO
+from tests.test_audio_and_stt import normalise, wer
+from voice_agent.audio import decode_audio_file
+from voice_agent.storage import CallStore
+
+CLI = [sys.executable, "-m", "voice_agent.cli"]
+
+
+def run_cli(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = dict(os.environ)
+    environ.update({"VOICE_AGENT_DATA_DIR": str(tmp_path), **env})
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=REPO, env=environ, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_call_jfk_with_the_default_models_prints_a_complete_json_report(tmp_path, small_engines):
+    out = tmp_path / "reply_dir"
+    proc = run_cli(
+        "call", "--audio", str(CLEAN / "jfk.flac"), "--out", str(out), "--json", tmp_path=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    (turn,) = report["turns"]
+    assert "ask not what your country can do for you" in normalise(turn["transcript"])
+    assert len(turn["reply"].split()) >= 3
+    for stage in (
+        "stt_secs",
+        "turn_detect_secs",
+        "llm_first_token_secs",
+        "first_sentence_secs",
+        "tts_first_audio_secs",
+        "voice_to_voice_secs",
+        "edge_voice_to_voice_secs",
+    ):
+        assert turn["latency"][stage] is not None, stage
+    assert 0 < turn["prompt_tokens"] < 300
+    # the reply audio says the reply text: transcribe it back with the real STT
+    audio = decode_audio_file(turn["reply_audio"]).samples.astype(np.float32) / 32768
+    heard = small_engines.stt.transcribe(audio).text
+    assert wer(turn["reply"], heard) <= 0.3, (turn["reply"], heard)
+    # stored like a real call
+    store = CallStore(f"sqlite:///{tmp_path / 'voice_agent.db'}")
+    stored = store.get_call(report["call_id"])
+    assert stored["status"] == "completed"
+    assert any("ask not" in t["user_text"].lower() for t in stored["turns"])
+
+
+def test_unreadable_audio_is_named_and_the_call_is_kept(tmp_path):
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"\x00\x01garbage" * 64)
+    proc = run_cli(
+        "call",
+        "--audio",
+        str(bad),
+        "--out",
+        str(tmp_path / "o"),
+        "--llm-model",
+        "smollm2-135m",
+        "--reply-timeout",
+        "20",
+        tmp_path=tmp_path,
+        VOICE_AGENT_USER_IDLE_SECS="2",
+    )
+    assert proc.returncode == 1
+    assert "broken.mp3" in proc.stdout and "error:" in proc.stdout
+    assert "Are you still there" in proc.stdout  # the caller heard a spoken prompt
+    calls = CallStore(f"sqlite:///{tmp_path / 'voice_agent.db'}").list_calls()
+    assert len(calls) == 1 and calls[0]["status"] == "completed"
+
+
+def test_a_missing_model_names_the_file_and_the_fix(tmp_path):
+    proc = run_cli(
+        "call",
+        "--audio",
+        str(CLEAN / "jfk.flac"),
+        "--out",
+        str(tmp_path),
+        "--llm-model",
+        str(tmp_path / "nope.gguf"),
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "nope.gguf" in proc.stderr and "voice-agent models fetch" in proc.stderr
+
+
+def test_a_corrupt_user_gguf_is_refused_before_loading(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"NOTGGUF" + bytes(100))
+    proc = run_cli(
+        "call",
+        "--audio",
+        str(CLEAN / "jfk.flac"),
+        "--out",
+        str(tmp_path),
+        "--llm-model",
+        str(fake),
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 2 and "model.gguf" in proc.stderr
+
+
+def test_models_list_and_verify(tmp_path):
+    listed = run_cli("models", "list", "--json", tmp_path=tmp_path)
+    assert listed.returncode == 0
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    for name in ("whisper-base", "qwen2.5-coder-1.5b", "piper-joe-medium", "smollm2-135m"):
+        assert rows[name]["status"] == "ready", rows[name]
+    verified = run_cli("models", "verify", "smollm2-135m", "piper-joe-medium", tmp_path=tmp_path)
+    assert verified.returncode == 0 and verified.stdout.count("ok ") == 2
+    unknown = run_cli("models", "verify", "no-such-model", tmp_path=tmp_path)
+    assert unknown.returncode != 0
+
+
+def test_bad_config_file_is_a_clear_error(tmp_path):
+    proc = run_cli("models", "list", "--config", str(tmp_path / "missing.toml"), tmp_path=tmp_path)
+    assert proc.returncode == 2 and "missing.toml" in proc.stderr
