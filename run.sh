@@ -23,8 +23,9 @@ stamp="$VENV/.installed$extra"
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing dependencies${extra:+ (with test extras)}"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".$extra"
+    # (this machine's pip config names local indexes that lack most packages: hide that noise)
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored" >&2)
+    "$VENV/bin/python" -m pip install --quiet -e ".$extra" 2> >(grep -v "is ignored" >&2)
     echo "$want" > "$stamp"
 fi
 

@@ -32,3 +32,10 @@ def system_prompt(company: str) -> str:
 
 def greeting(company: str) -> str:
     return GREETING.format(company=company)
+
+
+TRANSFERRING = "Sure, I'm connecting you to a technician now. Please hold."
+CANNOT_TRANSFER = (
+    "I'm sorry, I can't transfer you to a person right now. "
+    "Tell me what's going on and I'll do my best to help."
+)

@@ -83,17 +83,15 @@ def test_unreadable_audio_is_named_and_the_call_is_kept(tmp_path):
     assert len(calls) == 1 and calls[0]["status"] == "completed"
 
 
+def call_jfk_with_llm(llm_model: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return run_cli(
+        "call", "--audio", str(CLEAN / "jfk.flac"), "--out", str(tmp_path / "out"),
+        "--llm-model", llm_model, tmp_path=tmp_path,
+    )  # fmt: skip
+
+
 def test_a_missing_model_names_the_file_and_the_fix(tmp_path):
-    proc = run_cli(
-        "call",
-        "--audio",
-        str(CLEAN / "jfk.flac"),
-        "--out",
-        str(tmp_path),
-        "--llm-model",
-        str(tmp_path / "nope.gguf"),
-        tmp_path=tmp_path,
-    )
+    proc = call_jfk_with_llm(str(tmp_path / "nope.gguf"), tmp_path)
     assert proc.returncode == 2
     assert "nope.gguf" in proc.stderr and "voice-agent models fetch" in proc.stderr
 
@@ -101,16 +99,7 @@ def test_a_missing_model_names_the_file_and_the_fix(tmp_path):
 def test_a_corrupt_user_gguf_is_refused_before_loading(tmp_path):
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"NOTGGUF" + bytes(100))
-    proc = run_cli(
-        "call",
-        "--audio",
-        str(CLEAN / "jfk.flac"),
-        "--out",
-        str(tmp_path),
-        "--llm-model",
-        str(fake),
-        tmp_path=tmp_path,
-    )
+    proc = call_jfk_with_llm(str(fake), tmp_path)
     assert proc.returncode == 2 and "model.gguf" in proc.stderr
 
 

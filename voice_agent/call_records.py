@@ -10,7 +10,9 @@ Stages (seconds since the epoch):
 - ``first_sentence``: the first sentence handed to text-to-speech
 - ``tts_first_audio``: the first synthesized audio
 - ``first_audio_out``: the first reply audio written to the transport (what the caller hears)
-- ``bot_done``: the reply finished playing (or was cut off)
+- ``bot_done``: the transport has sent the whole reply (or it was cut off)
+- ``reply_heard``: the caller's side confirms the reply finished playing (Twilio ``mark`` echo);
+  only for transports that report playback
 
 Transcripts, latency figures and (later) the supervisor console all read from these records.
 """
@@ -26,6 +28,7 @@ from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     ErrorFrame,
+    InputTransportMessageFrame,
     InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
@@ -52,6 +55,7 @@ STAGES = (
     "tts_first_audio",
     "first_audio_out",
     "bot_done",
+    "reply_heard",
 )
 
 # Latencies reported per turn: name -> (from stage, to stage)
@@ -114,6 +118,11 @@ class TurnRecord:
         }
 
 
+def playback_mark_name(turn: TurnRecord) -> str:
+    """The name of the playback mark sent after a turn's reply audio."""
+    return f"turn-{turn.index}"
+
+
 def error_code(frame: ErrorFrame) -> str:
     """A machine-readable code for an error: the exception's ``code``, or the message's prefix."""
     code = getattr(frame.exception, "code", None)
@@ -134,8 +143,11 @@ class TurnRecorder(BaseObserver):
     in over it (the turn is then marked ``interrupted``).
     """
 
-    def __init__(self, sink: TurnSink, *, vad_stop_secs: float) -> None:
+    def __init__(
+        self, sink: TurnSink, *, vad_stop_secs: float, wait_for_playback_marks: bool = False
+    ) -> None:
         super().__init__()
+        self._wait_for_marks = wait_for_playback_marks
         self._sink = sink
         self._vad_stop_secs = vad_stop_secs
         self._seen: set[int] = set()
@@ -252,6 +264,13 @@ class TurnRecorder(BaseObserver):
                 turn.interrupted = True
         elif isinstance(frame, ErrorFrame):
             self.note_error(error_code(frame))
+        elif isinstance(frame, InputTransportMessageFrame):
+            message = frame.message if isinstance(frame.message, dict) else {}
+            if message.get("event") == "mark" and turn is not None:
+                name = str((message.get("mark") or {}).get("name", ""))
+                if name == playback_mark_name(turn):
+                    turn.mark("reply_heard", at)
+                    await self._maybe_close()
         elif isinstance(frame, MetricsFrame):
             for item in frame.data:
                 if isinstance(item, LLMUsageMetricsData) and turn is not None:
@@ -267,6 +286,7 @@ class TurnRecorder(BaseObserver):
             and not self._llm_running
             and not self._bot_speaking
             and "first_audio_out" in turn.stages
+            and (not self._wait_for_marks or "reply_heard" in turn.stages)
         ):
             await self._close()
 

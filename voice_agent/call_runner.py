@@ -15,11 +15,13 @@ from loguru import logger
 from pipecat.frames.frames import EndFrame, ErrorFrame, TTSSpeakFrame
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.llm_service import LLMService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
 from flows import prompts
+from voice_agent.call_control import HUMAN_DIGIT, KeypadListener
 from voice_agent.call_records import TurnRecord, TurnRecorder
 from voice_agent.engines import Engines
 from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
@@ -47,6 +49,7 @@ class CallHandle:
     call_id: str
     task: PipelineWorker
     recorder: TurnRecorder
+    end_reason: str | None = None
 
     async def hang_up(self) -> None:
         """End gracefully: what is queued is still said, then the pipeline stops."""
@@ -68,7 +71,12 @@ async def run_call(
     external_id: str | None = None,
     on_started: Callable[[CallHandle], Awaitable[None] | None] | None = None,
     make_llm: Callable[[Engines, Settings, str], LLMService] = make_llm_service,
+    transfer: Callable[[], Awaitable[None]] | None = None,
+    before_output: Callable[[TurnRecorder], list[FrameProcessor]] | None = None,
+    wait_for_playback_marks: bool = False,
 ) -> CallResult:
+    """Run one call to its end. ``transfer`` hands the live call to a human (the transport
+    knows how); ``before_output`` adds transport processors before the audio goes out."""
     settings = engines.settings
     call_id = await asyncio.to_thread(
         store.start_call,
@@ -86,7 +94,11 @@ async def run_call(
         except Exception:  # storage trouble must not end the call; the log keeps the turn
             log.exception(f"could not store turn {turn.index}: {turn.to_dict()}")
 
-    recorder = TurnRecorder(persist_turn, vad_stop_secs=settings.vad_stop_secs)
+    recorder = TurnRecorder(
+        persist_turn,
+        vad_stop_secs=settings.vad_stop_secs,
+        wait_for_playback_marks=wait_for_playback_marks,
+    )
     fallbacks = 0
     idle_prompts = 0
     task: PipelineWorker | None = None
@@ -111,7 +123,39 @@ async def run_call(
     tts = PiperTTSService(engines.tts)
     context = LLMContext()
     aggregators = make_context_aggregators(context, settings)
-    pipeline = build_pipeline(transport, stt, aggregators, llm, tts)
+    handle: CallHandle | None = None
+    transferring = False
+
+    async def on_digit(digit: str) -> None:
+        nonlocal transferring
+        log.info(f"caller pressed {digit}")
+        if digit != HUMAN_DIGIT or transferring:
+            return
+        if transfer is None:
+            await say("fallback", prompts.CANNOT_TRANSFER)
+            return
+        transferring = True
+        await say("transfer", prompts.TRANSFERRING)
+        try:
+            await transfer()
+        except Exception as e:
+            transferring = False
+            log.error(f"transfer failed: {e}")
+            recorder.note_error(getattr(e, "code", "transfer_failed"))
+            await say("fallback", prompts.CANNOT_TRANSFER)
+            return
+        assert handle is not None
+        handle.end_reason = "transferred"
+
+    pipeline = build_pipeline(
+        transport,
+        stt,
+        aggregators,
+        llm,
+        tts,
+        call_control=[KeypadListener(on_digit)],
+        before_output=before_output(recorder) if before_output else [],
+    )
     task = PipelineWorker(
         pipeline,
         params=PipelineParams(
@@ -171,7 +215,7 @@ async def run_call(
         await recorder.flush()
         try:
             await asyncio.to_thread(
-                store.end_call, call_id, status=status, end_reason=None, error=error
+                store.end_call, call_id, status=status, end_reason=handle.end_reason, error=error
             )
         except Exception:
             log.exception("could not close the call record")

@@ -61,11 +61,16 @@ def serve(
     _setup_logging(settings)
     engines = _load_engines(settings)
     typer.echo(f"Voice agent ready: http://{settings.host}:{settings.port}/healthz")
+    if not settings.twilio_configured:
+        typer.echo(
+            "Twilio: no credentials configured; /twilio/media accepts streams, webhooks get 403."
+        )
     uvicorn.run(
         create_app(settings, engines=engines),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        ws_max_size=settings.twilio_max_message_bytes * 4,
     )
 
 

@@ -22,6 +22,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.llm_service import LLMService
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.base_transport import BaseTransport
@@ -44,14 +45,21 @@ def build_pipeline(
     context: LLMContextAggregatorPair,
     llm: LLMService,
     tts: PiperTTSService,
+    *,
+    call_control: list[FrameProcessor] = (),
+    before_output: list[FrameProcessor] = (),
 ) -> Pipeline:
+    """``call_control``: keypad and other caller requests; ``before_output``: what a transport
+    needs beside the audio (e.g. Twilio playback marks)."""
     return Pipeline(
         [
             transport.input(),
+            *call_control,
             stt,
             context.user(),
             llm,
             tts,
+            *before_output,
             transport.output(),
             context.assistant(),
         ]

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from loguru import logger
 
+from telephony.twilio_routes import twilio_router
 from voice_agent.engines import Engines
 from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
@@ -24,10 +25,17 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
         app.state.store = CallStore(settings.resolved_database_url)
         app.state.engines = engines or await asyncio.to_thread(Engines.load, settings)
         logger.info(f"models ready in {app.state.engines.load_secs:.1f}s")
+        if not settings.twilio_configured:
+            logger.warning(
+                "Twilio credentials not configured (VOICE_AGENT_TWILIO_ACCOUNT_SID, "
+                "VOICE_AGENT_TWILIO_AUTH_TOKEN): media streams on /twilio/media work, but "
+                "Twilio webhooks are refused and calls cannot be transferred or hung up."
+            )
         yield
 
     app = FastAPI(title="Helpdesk voice agent", lifespan=lifespan)
     app.state.settings = settings
+    app.include_router(twilio_router(settings))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

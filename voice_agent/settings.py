@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -74,9 +74,27 @@ class Settings(BaseSettings):
     turn_max_silence_secs: float = 1.5
     user_idle_secs: float = 10.0
 
+    # Telephony (Twilio). Without credentials the media socket still works (calls can be
+    # streamed to /twilio/media), but webhooks are refused and calls cannot be transferred.
+    public_url: str | None = Field(
+        default=None,
+        description="URL Twilio reaches this server at (behind a proxy), e.g. https://voice.acme.com",
+    )
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_transfer_number: str | None = Field(
+        default=None, description="E.164 number of the human helpdesk for transfers"
+    )
+    twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_max_message_bytes: int = 16384
+
     # Conversation
     company_name: str = "Example Corp"
     max_history_messages: int = 8
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,6 +7,7 @@ when the call ends: a crash mid-call loses at most the turn in progress.
 from __future__ import annotations
 
 import uuid
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,12 @@ class Turn(Base):
     tts_first_audio: Mapped[float | None] = mapped_column(Float)
     first_audio_out: Mapped[float | None] = mapped_column(Float)
     bot_done: Mapped[float | None] = mapped_column(Float)
+    reply_heard: Mapped[float | None] = mapped_column(Float)
     call: Mapped[Call] = relationship(back_populates="turns")
+
+
+# TurnRecord fields stored as columns of the same name (stages get a column each)
+_TURN_FIELDS = [f.name for f in fields(TurnRecord) if f.name != "stages"]
 
 
 class CallStore:
@@ -120,14 +126,7 @@ class CallStore:
             s.add(
                 Turn(
                     call_id=call_id,
-                    index=turn.index,
-                    kind=turn.kind,
-                    user_text=turn.user_text,
-                    bot_text=turn.bot_text,
-                    interrupted=turn.interrupted,
-                    error_code=turn.error_code,
-                    prompt_tokens=turn.prompt_tokens,
-                    completion_tokens=turn.completion_tokens,
+                    **{name: getattr(turn, name) for name in _TURN_FIELDS},
                     **{stage: turn.stages.get(stage) for stage in STAGES},
                 )
             )
@@ -143,6 +142,18 @@ class CallStore:
             call.end_reason = end_reason
             call.error = error
             call.ended_at = utcnow()
+
+    def update_by_external_id(self, external_id: str, *, status: str, end_reason: str) -> bool:
+        """A carrier's status report (e.g. Twilio's status callback) for a call it knows."""
+        with self._session.begin() as s:
+            call = s.scalars(select(Call).where(Call.external_id == external_id)).first()
+            if call is None:
+                return False
+            if call.status == "in_progress" and status in ("completed", "failed", "abandoned"):
+                call.status = status
+                call.ended_at = call.ended_at or utcnow()
+            call.end_reason = call.end_reason or end_reason
+            return True
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         with self._session() as s:
@@ -178,14 +189,7 @@ def call_to_dict(call: Call, with_turns: bool = True) -> dict[str, Any]:
     if with_turns:
         out["turns"] = [
             TurnRecord(
-                index=t.index,
-                kind=t.kind,
-                user_text=t.user_text,
-                bot_text=t.bot_text,
-                interrupted=t.interrupted,
-                error_code=t.error_code,
-                prompt_tokens=t.prompt_tokens,
-                completion_tokens=t.completion_tokens,
+                **{name: getattr(t, name) for name in _TURN_FIELDS},
                 stages={st: getattr(t, st) for st in STAGES if getattr(t, st) is not None},
             ).to_dict()
             for t in call.turns

@@ -1,0 +1,180 @@
+"""One Twilio phone call: the Media Streams socket carried into the shared call runner.
+
+The socket must open with ``connected`` then ``start`` (which names the stream and call SIDs and
+carries the caller's number as a custom parameter). Anything else first is refused and the socket
+closed. Then the call runs like every other: Twilio's 8 kHz mu-law in, resampled to 16 kHz for STT;
+20 ms mu-law frames out; barge-in sends ``clear``; a ``mark`` after each reply tells when the caller
+actually finished hearing it; keypad ``0`` transfers to a human through Twilio's REST API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import WebSocket, WebSocketDisconnect
+from loguru import logger
+from pipecat.frames.frames import (
+    Frame,
+    InputTransportMessageFrame,
+    OutputTransportMessageFrame,
+    TTSStoppedFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.serializers.twilio import TwilioFrameSerializer
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+
+from telephony.twilio_rest import TwilioCallControl
+from telephony.twilio_serializer import HelpdeskTwilioSerializer
+from voice_agent.auto_gain import AutoGainFilter
+from voice_agent.call_records import TurnRecorder, playback_mark_name
+from voice_agent.call_runner import CallHandle, CallResult, run_call
+from voice_agent.engines import Engines
+from voice_agent.storage import CallStore
+
+TWILIO_RATE = 8000
+START_TIMEOUT_SECS = 10.0
+POLICY_VIOLATION = 1008
+
+
+class TwilioStartError(ValueError):
+    code = "twilio_bad_start"
+
+
+class PlaybackMarker(FrameProcessor):
+    """After each reply's audio, asks Twilio to echo a mark once the caller has heard it."""
+
+    def __init__(self, recorder: TurnRecorder, stream_sid: str) -> None:
+        super().__init__()
+        self._recorder = recorder
+        self._stream_sid = stream_sid
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        turn = self._recorder.current
+        if isinstance(frame, TTSStoppedFrame) and turn is not None:
+            mark = {
+                "event": "mark",
+                "streamSid": self._stream_sid,
+                "mark": {"name": playback_mark_name(turn)},
+            }
+            await self.push_frame(OutputTransportMessageFrame(message=mark))
+
+
+async def read_start(websocket: WebSocket) -> dict:
+    """Read up to Twilio's ``start`` message; raise TwilioStartError on anything else."""
+    async with asyncio.timeout(START_TIMEOUT_SECS):
+        while True:
+            raw = await websocket.receive_text()
+            try:
+                message = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise TwilioStartError(f"malformed JSON before start: {raw[:80]!r}") from e
+            event = message.get("event") if isinstance(message, dict) else None
+            if event == "connected":
+                continue
+            if event != "start":
+                raise TwilioStartError(f"expected 'start', got {event!r} first")
+            start = message.get("start") or {}
+            if not start.get("streamSid") and not message.get("streamSid"):
+                raise TwilioStartError("start without a streamSid")
+            return message
+
+
+async def handle_media_stream(
+    websocket: WebSocket, *, engines: Engines, store: CallStore
+) -> CallResult | None:
+    settings = engines.settings
+    await websocket.accept()
+    try:
+        message = await read_start(websocket)
+    except (TwilioStartError, TimeoutError, WebSocketDisconnect, RuntimeError) as e:
+        logger.warning(f"twilio media socket refused before start: {e!r}")
+        try:
+            await websocket.close(code=POLICY_VIOLATION, reason="expected connected/start")
+        except RuntimeError:
+            pass  # already closed by the peer
+        return None
+
+    start = message.get("start") or {}
+    stream_sid = start.get("streamSid") or message.get("streamSid")
+    params = start.get("customParameters") or {}
+    call_sid = start.get("callSid") or params.get("call_sid")
+    caller = params.get("caller") or params.get("from")
+    log = logger.bind(call_sid=call_sid)
+    log.info(f"twilio call {call_sid} from {caller}: stream {stream_sid}")
+
+    control = TwilioCallControl(settings, call_sid) if settings.twilio_configured else None
+    serializer = HelpdeskTwilioSerializer(
+        stream_sid,
+        call_sid=call_sid,
+        account_sid=settings.twilio_account_sid,
+        auth_token=(
+            settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+        ),
+        base_url=settings.twilio_api_base_url,
+        params=TwilioFrameSerializer.InputParams(auto_hang_up=control is not None),
+        max_message_bytes=settings.twilio_max_message_bytes,
+    )
+    transport = FastAPIWebsocketTransport(
+        websocket,
+        FastAPIWebsocketParams(
+            audio_in_enabled=True,
+            audio_out_enabled=True,
+            audio_in_filter=AutoGainFilter(),
+            add_wav_header=False,
+            serializer=serializer,
+            audio_out_end_silence_secs=0,
+        ),
+    )
+    handle: CallHandle | None = None
+
+    async def started(h: CallHandle) -> None:
+        nonlocal handle
+        handle = h
+
+    @transport.event_handler("on_client_disconnected")
+    async def on_disconnected(_transport, _ws) -> None:
+        log.info(f"twilio call {call_sid}: socket closed")
+        if handle is not None:
+            handle.end_reason = handle.end_reason or "caller_hung_up"
+            await handle.drop()
+
+    async def transfer() -> None:
+        if control is None or not control.can_transfer:
+            raise RuntimeError("transfer is not configured (Twilio credentials, transfer number)")
+        await asyncio.sleep(3.0)  # let the caller hear that they are being transferred
+        await control.transfer()
+
+    class StopWatcher(FrameProcessor):
+        """Twilio's ``stop``: the call is over on Twilio's side."""
+
+        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+            await super().process_frame(frame, direction)
+            await self.push_frame(frame, direction)
+            if (
+                isinstance(frame, InputTransportMessageFrame)
+                and isinstance(frame.message, dict)
+                and frame.message.get("event") == "stop"
+                and handle is not None
+            ):
+                handle.end_reason = handle.end_reason or "caller_hung_up"
+                await handle.drop()
+
+    try:
+        return await run_call(
+            transport,
+            engines=engines,
+            store=store,
+            transport_name="twilio",
+            audio_out_sample_rate=TWILIO_RATE,
+            caller=caller,
+            external_id=call_sid,
+            on_started=started,
+            transfer=transfer if control is not None and control.can_transfer else None,
+            before_output=lambda recorder: [PlaybackMarker(recorder, stream_sid), StopWatcher()],
+            wait_for_playback_marks=True,
+        )
+    except asyncio.CancelledError:
+        return None
