@@ -150,6 +150,7 @@ class DialTurn:
         return {
             "index": self.index,
             "source": self.source,
+            "started_at": self.started_at,
             "audio_secs": self.audio_secs,
             "error": self.error,
             "voice_to_voice_secs": self.voice_to_voice_secs,
@@ -192,7 +193,10 @@ class DialResult:
             "error": self.error,
             "greeting_secs": self.greeting_secs,
             "greeting": self.greeting.to_dict(),
-            "turns": [t.to_dict() for t in self.turns],
+            "turns": [
+                dict(t.to_dict(), next_started_at=nxt.started_at if nxt else None)
+                for t, nxt in zip(self.turns, [*self.turns[1:], None], strict=True)
+            ],
             "protocol_errors": list(self.protocol_errors),
             "max_send_lag_secs": self.max_send_lag_secs,
         }

@@ -166,6 +166,7 @@ async def run_call(
         ),
         observers=[recorder],
         idle_timeout_secs=None,
+        enable_rtvi=False,
     )
 
     @task.event_handler("on_pipeline_error")

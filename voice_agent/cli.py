@@ -134,6 +134,96 @@ def _print_report(report: dict) -> None:
             typer.echo(f"  audio:  {turn['reply_audio']}")
 
 
+@app.command()
+def dial(
+    url: Annotated[str, typer.Option("--url", help="ws://host:port/twilio/media")],
+    audio: Annotated[
+        list[Path], typer.Option("--audio", help="Audio file for a caller turn (repeatable)")
+    ],
+    more_audio: Annotated[
+        list[Path] | None,
+        typer.Argument(help="More caller turns: --audio A.wav B.wav", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    calls: Annotated[int, typer.Option(help="How many calls to place")] = 1,
+    concurrency: Annotated[int, typer.Option(help="How many calls at once")] = 1,
+    reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 60.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Call a running server the way Twilio does, and measure voice-to-voice at the socket."""
+    from telephony.twilio_dialer import dial as dial_call
+    from telephony.twilio_dialer import dial_many, latency_summary, load_phone_audio
+    from voice_agent.audio import AudioDecodeError
+
+    settings = _settings(config)
+    _setup_logging(settings, quiet=True)
+    utterances = []
+    for path in [*audio, *(more_audio or [])]:
+        try:
+            utterances.append((str(path), load_phone_audio(path)))
+        except AudioDecodeError as e:
+            utterances.append((str(path), e))
+    kw = {"reply_timeout_secs": reply_timeout}
+    if calls == 1:
+        results = [asyncio.run(dial_call(url, utterances, **kw))]
+    else:
+        results = asyncio.run(
+            dial_many(url, utterances, calls=calls, concurrency=concurrency, **kw)
+        )
+    report = {
+        "results": [_with_reply_text(r.to_dict(), settings) for r in results],
+        "summary": latency_summary(results),
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for result in report["results"]:
+            typer.echo(f"call {result['call_sid']} closed by {result['closed_by']}")
+            for turn in result["turns"]:
+                v2v = turn["voice_to_voice_secs"]
+                typer.echo(
+                    f"  turn {turn['index']}: voice-to-voice "
+                    f"{'-' if v2v is None else f'{v2v:.2f}s'}  {turn.get('error') or ''}"
+                )
+                typer.echo(f"    agent: {turn.get('reply_text') or '(not in the call record)'}")
+        summary = report["summary"]
+        typer.echo(
+            f"{summary['calls']} calls, {summary['count']} turns: voice-to-voice "
+            f"p50 {summary['p50']}s p95 {summary['p95']}s"
+        )
+    failed = any(r.error or r.closed_by == "server" for r in results) or any(
+        t.timed_out for r in results for t in r.turns
+    )
+    raise typer.Exit(1 if failed else 0)
+
+
+def _with_reply_text(result: dict, settings: Settings) -> dict:
+    """Add the agent's words per caller turn, read from the call record (same database)."""
+    from voice_agent.storage import CallStore
+
+    try:
+        call = CallStore(settings.resolved_database_url).get_call_by_external_id(result["call_sid"])
+    except Exception as e:  # the report stands without it
+        result["call_record_error"] = str(e)
+        return result
+    if call is None:
+        return result
+    result["call_id"] = call["id"]
+    replies = [t for t in call["turns"] if t["kind"] != "greeting"]
+    for turn in result["turns"]:
+        start, end = turn.get("started_at"), turn.get("next_started_at")
+        mine = [
+            t
+            for t in replies
+            if start is not None
+            and (t["stages"].get("speech_start") or t["stages"].get("first_audio_out", 0)) >= start
+            and (end is None or (t["stages"].get("speech_start") or 0) < end)
+        ]
+        turn["transcript"] = " ".join(t["user_text"] for t in mine if t["user_text"])
+        turn["reply_text"] = " ".join(t["bot_text"].strip() for t in mine if t["bot_text"])
+    return result
+
+
 @models_app.command("fetch")
 def models_fetch(
     names: Annotated[list[str] | None, typer.Argument(help="Model names (default: all)")] = None,

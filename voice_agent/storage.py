@@ -160,6 +160,13 @@ class CallStore:
             call = s.get(Call, call_id)
             return None if call is None else call_to_dict(call)
 
+    def get_call_by_external_id(self, external_id: str) -> dict[str, Any] | None:
+        with self._session() as s:
+            call = s.scalars(
+                select(Call).where(Call.external_id == external_id).order_by(Call.started_at.desc())
+            ).first()
+            return None if call is None else call_to_dict(call)
+
     def list_calls(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._session() as s:
             rows = s.scalars(select(Call).order_by(Call.started_at.desc()).limit(limit)).all()
