@@ -126,6 +126,7 @@ async def handle_media_stream(
             add_wav_header=False,
             serializer=serializer,
             audio_out_end_silence_secs=0,
+            audio_out_10ms_chunks=2,  # 20 ms mu-law frames, as Twilio sends them
         ),
     )
     handle: CallHandle | None = None
@@ -146,6 +147,7 @@ async def handle_media_stream(
             raise RuntimeError("transfer is not configured (Twilio credentials, transfer number)")
         await asyncio.sleep(3.0)  # let the caller hear that they are being transferred
         await control.transfer()
+        serializer.keep_call_alive()
 
     class StopWatcher(FrameProcessor):
         """Twilio's ``stop``: the call is over on Twilio's side."""

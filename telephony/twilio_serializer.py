@@ -50,6 +50,10 @@ class HelpdeskTwilioSerializer(TwilioFrameSerializer):
         self._bucket_rate = flood_rate / MEDIA_FRAME_SECS
         self._bucket_at = time.monotonic()
 
+    def keep_call_alive(self) -> None:
+        """The call now belongs elsewhere (transferred): never hang it up when our side ends."""
+        self._hangup_attempted = True
+
     @property
     def call_sid(self) -> str | None:
         return self._call_sid

@@ -9,6 +9,8 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
+import sys
 import time
 
 import numpy as np
@@ -40,7 +42,7 @@ async def serve(app: FastAPI, ws_max_size: int = 65536):
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=ws_max_size)
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
@@ -261,7 +263,7 @@ async def test_pressing_0_transfers_to_a_human_through_the_rest_api(small_engine
                 f"ws://{host}/twilio/media", [(str(CLIP), load_phone_audio(CLIP))],
                 dtmf={1: "0"}, reply_timeout_secs=30,
             )  # fmt: skip
-    assert updates, "no REST call reached Twilio"
+    assert len(updates) == 1, updates  # the transfer, and no hang-up of the transferred call
     call_sid, form, auth = updates[0]
     assert call_sid == result.call_sid and auth.startswith("Basic ")
     assert "<Dial>+15557654321</Dial>" in form["Twiml"]
@@ -279,3 +281,24 @@ async def test_pressing_0_without_a_transfer_number_is_answered(small_engines, t
         )  # fmt: skip
     record = store.get_call_by_external_id(result.call_sid)
     assert any(prompts.CANNOT_TRANSFER in t["bot_text"] for t in record["turns"])
+
+
+async def test_voice_agent_dial_reports_latency_and_the_reply_from_the_record(
+    small_engines, tmp_path
+):
+    app, store = agent(small_engines, tmp_path)
+    async with serve(app) as host:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voice_agent.cli", "dial",
+            "--url", f"ws://{host}/twilio/media", "--audio", str(CLIP), "--json",
+            env=dict(os.environ, VOICE_AGENT_DATABASE_URL=f"sqlite:///{tmp_path / 'calls.db'}"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out)
+    (result,) = report["results"]
+    (turn,) = result["turns"]
+    assert turn["voice_to_voice_secs"] > 0 and turn["bot_audio_secs"] > 0.5
+    assert "train" in turn["transcript"].lower() and turn["reply_text"]
+    assert report["summary"]["count"] == 1 and report["summary"]["p50"] > 0
