@@ -29,6 +29,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
+    # the browser demo test drives Debian's headless Chromium (no browser download at test time)
+    echo "==> installing Debian's chromium for the browser test"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 echo "==> assembling model weights (checksummed; skipped when present)"
 models="whisper-base qwen2.5-coder-1.5b piper-joe-medium"
 [ "${1:-}" = "test" ] && models="$models smollm2-135m whisper-tiny.en"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from voice_agent.engines import Engines
+from voice_agent.server import create_app
 from voice_agent.settings import Settings, load_settings
 from voice_agent.storage import CallStore
 
@@ -46,3 +51,26 @@ def small_engines(tmp_path_factory) -> Engines:
 @pytest.fixture
 def store(tmp_path) -> CallStore:
     return CallStore(f"sqlite:///{tmp_path / 'calls.db'}")
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, ws_max_size: int = 65536):
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=ws_max_size)
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI, CallStore]:
+    settings = small_settings(tmp_path, **overrides)
+    engines = Engines(settings, small_engines.stt, small_engines.tts, small_engines.llm)
+    app = create_app(settings, engines=engines)
+    return app, CallStore(settings.resolved_database_url)

@@ -14,7 +14,6 @@ import sys
 import time
 
 import numpy as np
-import uvicorn
 from fastapi import FastAPI, Request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -27,36 +26,10 @@ from telephony.twilio_dialer import (
     mulaw_encode,
     new_sid,
 )
-from tests.conftest import TELEPHONY, small_settings
-from voice_agent.engines import Engines
-from voice_agent.server import create_app
-from voice_agent.storage import CallStore
+from tests.conftest import TELEPHONY, agent, serve
 
 CLIP = TELEPHONY / "spokenwoz_MUL1423_user_turn01.wav"  # "I need your assistance..."
 CLIP2 = TELEPHONY / "spokenwoz_MUL1423_user_turn03.wav"
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI, ws_max_size: int = 65536):
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=ws_max_size)
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-def agent(small_engines, tmp_path, **overrides) -> tuple[FastAPI, CallStore]:
-    settings = small_settings(tmp_path, **overrides)
-    engines = Engines(settings, small_engines.stt, small_engines.tts, small_engines.llm)
-    app = create_app(settings, engines=engines)
-    return app, CallStore(settings.resolved_database_url)
 
 
 def rms(samples: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 from pipecat.frames.frames import EndFrame, ErrorFrame, TTSSpeakFrame
+from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.frame_processor import FrameProcessor
@@ -74,6 +75,8 @@ async def run_call(
     transfer: Callable[[], Awaitable[None]] | None = None,
     before_output: Callable[[TurnRecorder], list[FrameProcessor]] | None = None,
     wait_for_playback_marks: bool = False,
+    observers: list[BaseObserver] = (),
+    on_turn: Callable[[TurnRecord], Awaitable[None]] | None = None,
 ) -> CallResult:
     """Run one call to its end. ``transfer`` hands the live call to a human (the transport
     knows how); ``before_output`` adds transport processors before the audio goes out."""
@@ -93,6 +96,8 @@ async def run_call(
             await asyncio.to_thread(store.add_turn, call_id, turn)
         except Exception:  # storage trouble must not end the call; the log keeps the turn
             log.exception(f"could not store turn {turn.index}: {turn.to_dict()}")
+        if on_turn is not None:
+            await on_turn(turn)
 
     recorder = TurnRecorder(
         persist_turn,
@@ -164,7 +169,7 @@ async def run_call(
             enable_metrics=True,
             enable_usage_metrics=True,
         ),
-        observers=[recorder],
+        observers=[recorder, *observers],
         idle_timeout_secs=None,
         enable_rtvi=False,
     )

@@ -60,7 +60,11 @@ def serve(
     settings = _settings(config, host=host, port=port)
     _setup_logging(settings)
     engines = _load_engines(settings)
-    typer.echo(f"Voice agent ready: http://{settings.host}:{settings.port}/healthz")
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    typer.echo(
+        f"Voice agent ready. Open http://{shown_host}:{settings.port}/ in a browser and press "
+        "Call to talk to it (microphone needed)."
+    )
     if not settings.twilio_configured:
         typer.echo(
             "Twilio: no credentials configured; /twilio/media accepts streams, webhooks get 403."

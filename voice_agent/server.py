@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from loguru import logger
 
 from telephony.twilio_routes import twilio_router
+from telephony.webrtc import webrtc_router
 from voice_agent.engines import Engines
 from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
@@ -36,6 +37,7 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     app = FastAPI(title="Helpdesk voice agent", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(twilio_router(settings))
+    app.include_router(webrtc_router(settings))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

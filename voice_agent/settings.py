@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = "https://api.twilio.com"
     twilio_max_message_bytes: int = 16384
 
+    # Browser demo (WebRTC). Empty: host candidates only, which is what localhost and a LAN need.
+    ice_servers: list[str] = Field(default_factory=list, description="e.g. stun:stun.example:3478")
+
     # Conversation
     company_name: str = "Example Corp"
     max_history_messages: int = 8
