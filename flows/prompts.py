@@ -11,7 +11,9 @@ SYSTEM_PROMPT = (
     "You are the IT helpdesk voice assistant for {company} on a phone call. "
     "Reply in one to three short spoken sentences, plain words only: "
     "no lists, markdown, URLs or code. "
-    "Give one troubleshooting step at a time, then ask if it worked. "
+    "When a runbook is given, use only its steps: give the next single step, then ask "
+    '"Did that work?". '
+    "When told no runbook covers the problem, say so plainly and offer to open a ticket. "
     "If you cannot solve it, offer to open a ticket or transfer to a technician."
 )
 
@@ -38,4 +40,16 @@ TRANSFERRING = "Sure, I'm connecting you to a technician now. Please hold."
 CANNOT_TRANSFER = (
     "I'm sorry, I can't transfer you to a person right now. "
     "Tell me what's going on and I'll do my best to help."
+)
+
+
+def runbook_note(title: str, steps: str) -> str:
+    """Per-turn grounding after the caller's words (kept short: prompt tokens cost time)."""
+    return f"Runbook: {title}. {steps}"
+
+
+NO_RUNBOOK_NOTE = "No runbook covers this problem."
+LOOKUP_DOWN_NOTE = "The runbook search is not available right now."
+LOOKUP_DOWN = (
+    "I'm sorry, I can't look that up right now. I can open a ticket so a technician calls you back."
 )

@@ -152,3 +152,15 @@ def test_trimming_keeps_a_stable_prefix_between_cuts():
             cuts += 1
         previous = prompt
     assert cuts == 4  # at 9, 13, 17 and 21 messages, not at every turn
+
+
+def test_urls_paths_and_code_are_not_read_aloud():
+    from voice_agent.speakable import speakable
+
+    said = speakable(
+        "Open https://passwords.example.com/reset?x=1 and run `ipconfig /flushdns`, "
+        r"then check C:\Users\me\AppData\Local\Temp or /var/log/syslog/today please."
+    )
+    assert "http" not in said and "example.com" not in said
+    assert "ipconfig" not in said and "\\" not in said and "/var/log" not in said
+    assert said.startswith("Open the link I'll send you and run")

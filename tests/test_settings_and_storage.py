@@ -54,3 +54,25 @@ def test_call_store_keeps_calls_and_turns(store: CallStore):
 def test_turn_record_rejects_unknown_stages():
     with pytest.raises(ValueError, match="unknown stage"):
         TurnRecord(index=0).mark("lunch", 1.0)
+
+
+def test_an_older_database_gains_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE calls (id VARCHAR(36) PRIMARY KEY, transport VARCHAR(32))")
+    con.execute(
+        'CREATE TABLE turns (id INTEGER PRIMARY KEY, call_id VARCHAR(36), "index" INTEGER, '
+        "kind VARCHAR(16))"
+    )
+    con.execute("INSERT INTO calls (id, transport) VALUES ('old-call', 'simulated')")
+    con.commit()
+    con.close()
+    store = CallStore(f"sqlite:///{path}")
+    assert store.get_call("old-call")["transport"] == "simulated"  # kept
+    call_id = store.start_call("twilio")
+    turn = TurnRecord(index=0, citations=[{"path": "vpn.md", "title": "VPN"}])
+    turn.mark("reply_heard", 5.0)
+    store.add_turn(call_id, turn)
+    assert store.get_call(call_id)["turns"][0]["citations"][0]["title"] == "VPN"

@@ -79,6 +79,8 @@ class TurnRecord:
     error_code: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # runbook articles the reply was grounded on: [{"path", "title", "section", "score"}]
+    citations: list[dict[str, Any]] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
 
     def mark(self, stage: str, at: float, *, overwrite: bool = False) -> None:
@@ -95,6 +97,7 @@ class TurnRecord:
             self.stages.pop(stage, None)
         self.bot_text = ""
         self.prompt_tokens = self.completion_tokens = None
+        self.citations = []
 
     def latencies(self) -> dict[str, float]:
         out = {}
@@ -113,6 +116,7 @@ class TurnRecord:
             "error_code": self.error_code,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "citations": list(self.citations),
             "stages": dict(self.stages),
             "latency": self.latencies(),
         }

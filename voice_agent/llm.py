@@ -20,7 +20,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,16 @@ class LlamaEngine:
                 worker_future.result()
 
 
+def with_turn_note(messages: list[dict], turn_note: Callable[[], str | None] | None) -> list[dict]:
+    """Add this turn's note (e.g. the runbook to answer from) after the caller's words.
+
+    It goes last, for this generation only: the history before it, and so llama.cpp's cached
+    prefix, stays the same from turn to turn.
+    """
+    note = turn_note() if turn_note else None
+    return [*messages, {"role": "system", "content": note}] if note else messages
+
+
 def trim_history(messages: list[dict], keep: int) -> list[dict]:
     """Leading system messages plus at most ``keep`` others: a bounded prompt every turn.
 
@@ -224,6 +234,7 @@ class LocalLLMService(OpenAILLMService):
         seed: int,
         system_instruction: str | None = None,
         max_history_messages: int = 8,
+        turn_note: Callable[[], str | None] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -238,6 +249,7 @@ class LocalLLMService(OpenAILLMService):
         self._temperature = temperature
         self._seed = seed
         self._max_history = max_history_messages
+        self._turn_note = turn_note
 
     def create_client(self, *args, **kwargs):  # no HTTP client: generation is in process
         return None
@@ -248,7 +260,9 @@ class LocalLLMService(OpenAILLMService):
             system_instruction=self._settings.system_instruction or None,
             convert_developer_to_user=False,
         )
-        messages = trim_history(list(params["messages"]), self._max_history)
+        messages = with_turn_note(
+            trim_history(list(params["messages"]), self._max_history), self._turn_note
+        )
         tools = params.get("tools")
         tools = tools if isinstance(tools, list) and tools else None
         mode, only = tool_choice_target(params.get("tool_choice"))

@@ -13,6 +13,8 @@ Every transport (simulated caller, Twilio, WebRTC) ends in this same pipeline vi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
@@ -33,7 +35,7 @@ from pipecat.turns.user_stop import (
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voice_agent.engines import Engines, SharedSmartTurn
-from voice_agent.llm import LocalLLMService
+from voice_agent.llm import LocalLLMService, with_turn_note
 from voice_agent.settings import Settings
 from voice_agent.stt import WhisperSTTService
 from voice_agent.tts import PiperTTSService
@@ -74,8 +76,22 @@ class OpenAICompatibleLLMService(OpenAILLMService):
 
     supports_developer_role = False
 
+    def __init__(self, *args, turn_note: Callable[[], str | None] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._turn_note = turn_note
 
-def make_llm_service(engines: Engines, settings: Settings, system_instruction: str) -> LLMService:
+    def build_chat_completion_params(self, params_from_context) -> dict:
+        params = super().build_chat_completion_params(params_from_context)
+        params["messages"] = with_turn_note(list(params["messages"]), self._turn_note)
+        return params
+
+
+def make_llm_service(
+    engines: Engines,
+    settings: Settings,
+    system_instruction: str,
+    turn_note: Callable[[], str | None] | None = None,
+) -> LLMService:
     if settings.llm_backend == "openai":
         if not settings.llm_base_url:
             raise ValueError("llm_backend=openai needs VOICE_AGENT_LLM_BASE_URL")
@@ -89,6 +105,7 @@ def make_llm_service(engines: Engines, settings: Settings, system_instruction: s
                 seed=settings.llm_seed,
                 system_instruction=system_instruction,
             ),
+            turn_note=turn_note,
         )
     assert engines.llm is not None
     return LocalLLMService(
@@ -97,6 +114,7 @@ def make_llm_service(engines: Engines, settings: Settings, system_instruction: s
         temperature=settings.llm_temperature,
         seed=settings.llm_seed,
         system_instruction=system_instruction,
+        turn_note=turn_note,
         max_history_messages=settings.max_history_messages,
     )
 

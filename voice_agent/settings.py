@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     # Browser demo (WebRTC). Empty: host candidates only, which is what localhost and a LAN need.
     ice_servers: list[str] = Field(default_factory=list, description="e.g. stun:stun.example:3478")
 
+    # Knowledge base
+    kb_paths: list[Path] = Field(
+        default_factory=lambda: [REPO_ROOT / "voice_agent" / "knowledge" / "starter_kb"],
+        description="Folders or files of runbooks/articles the server ingests",
+    )
+    kb_dir: Path | None = Field(default=None, description="Index location; default data_dir/kb")
+    kb_qdrant_url: str | None = Field(
+        default=None, description="Qdrant server, e.g. http://qdrant:6333; default: embedded"
+    )
+    kb_top_k: int = 3
+
     # Conversation
     company_name: str = "Example Corp"
     max_history_messages: int = 8
@@ -104,6 +115,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'voice_agent.db'}"
+
+    @property
+    def resolved_kb_dir(self) -> Path:
+        return self.kb_dir if self.kb_dir is not None else self.data_dir / "kb"
 
     @classmethod
     def settings_customise_sources(

@@ -23,7 +23,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
@@ -70,6 +72,7 @@ class Turn(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # One column per named stage: seconds since the epoch (float), None if the stage never ran.
     speech_start: Mapped[float | None] = mapped_column(Float)
     speech_end: Mapped[float | None] = mapped_column(Float)
@@ -98,6 +101,7 @@ class CallStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def start_call(
@@ -171,6 +175,28 @@ class CallStore:
         with self._session() as s:
             rows = s.scalars(select(Call).order_by(Call.started_at.desc()).limit(limit)).all()
             return [call_to_dict(c, with_turns=False) for c in rows]
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Additive schema upgrade: columns added to the models since a database was created.
+
+    Only new nullable columns are ever added this way (the call records' schema only grows);
+    anything else needs a real migration.
+    """
+    existing = {
+        table: {c["name"] for c in inspect(engine).get_columns(table)}
+        for table in Base.metadata.tables
+    }
+    added = []
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            for column in table.columns:
+                if column.name in existing.get(table.name, set()) or column.primary_key:
+                    continue
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+                added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

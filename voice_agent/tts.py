@@ -20,6 +20,8 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.text.transforms import strip_markdown
 
+from voice_agent.speakable import speakable_transform
+
 
 class PiperEngine:
     """A Piper voice loaded once and shared by every call in the process."""
@@ -48,7 +50,7 @@ class PiperTTSService(TTSService):
     """Pipecat TTS over the shared :class:`PiperEngine`; markdown is stripped before speaking."""
 
     def __init__(self, engine: PiperEngine, **kwargs) -> None:
-        kwargs.setdefault("text_transforms", [("*", strip_markdown)])
+        kwargs.setdefault("text_transforms", [("*", strip_markdown), ("*", speakable_transform)])
         kwargs.setdefault(
             "settings", TTSSettings(model=None, voice=engine.model_path.stem, language=None)
         )
