@@ -11,8 +11,6 @@ SYSTEM_PROMPT = (
     "You are the IT helpdesk voice assistant for {company} on a phone call. "
     "Reply in one to three short spoken sentences, plain words only: "
     "no lists, markdown, URLs or code. "
-    "When a runbook is given, use only its steps: give the next single step, then ask "
-    '"Did that work?". '
     "When told no runbook covers the problem, say so plainly and offer to open a ticket. "
     "If you cannot solve it, offer to open a ticket or transfer to a technician."
 )
@@ -43,13 +41,24 @@ CANNOT_TRANSFER = (
 )
 
 
-def runbook_note(title: str, steps: str) -> str:
-    """Per-turn grounding after the caller's words (kept short: prompt tokens cost time)."""
-    return f"Runbook: {title}. {steps}"
+# Runbook walks are spoken from the runbook itself (each step is one short spoken sentence).
+def say_step(step: str, number: int, total: int) -> str:
+    step = step.rstrip(".") + "."
+    lead = (
+        "Let's start with this:"
+        if number == 1
+        else ("Last thing to try:" if number == total else "Okay, next:")
+    )
+    return f"{lead} {step[0].lower()}{step[1:]} Did that work?"
 
 
-NO_RUNBOOK_NOTE = "No runbook covers this problem."
-LOOKUP_DOWN_NOTE = "The runbook search is not available right now."
+STEP_WORKED = "Great, I'm glad that worked. Is there anything else I can help you with?"
+STEPS_EXHAUSTED = (
+    "I'm sorry, we've tried every step I have for this. "
+    "I can open a ticket so a technician follows up with you."
+)
+
+NO_RUNBOOK_NOTE = "No runbook covers this problem: say so plainly and offer to open a ticket."
 LOOKUP_DOWN = (
     "I'm sorry, I can't look that up right now. I can open a ticket so a technician calls you back."
 )

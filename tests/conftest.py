@@ -71,6 +71,12 @@ async def serve(app: FastAPI, ws_max_size: int = 65536):
 
 def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI, CallStore]:
     settings = small_settings(tmp_path, **overrides)
-    engines = Engines(settings, small_engines.stt, small_engines.tts, small_engines.llm)
+    engines = Engines(
+        settings,
+        small_engines.stt,
+        small_engines.tts,
+        small_engines.llm,
+        knowledge=small_engines.knowledge,
+    )
     app = create_app(settings, engines=engines)
     return app, CallStore(settings.resolved_database_url)

@@ -37,6 +37,7 @@ def engines_with(small_engines: Engines, tmp_path, **overrides) -> Engines:
         small_engines.tts,
         small_engines.llm,
         small_engines.model_names,
+        knowledge=small_engines.knowledge,
     )
 
 
@@ -138,7 +139,7 @@ class FailingLLM(LocalLLMService):
 async def test_a_model_failure_mid_turn_is_heard_as_a_fallback_and_recorded(
     small_engines, store, tmp_path
 ):
-    def failing(engines, settings, system):
+    def failing(engines, settings, system, turn_note=None):
         real = make_llm_service(engines, settings, system)
         return FailingLLM(
             engines.llm,
@@ -146,6 +147,7 @@ async def test_a_model_failure_mid_turn_is_heard_as_a_fallback_and_recorded(
             temperature=0.0,
             seed=1,
             system_instruction=real._settings.system_instruction,
+            turn_note=turn_note,
         )
 
     report = await simulate_call(

@@ -25,7 +25,13 @@ def app_client(small_engines, tmp_path):
         twilio_auth_token=TOKEN,
         public_url=PUBLIC,
     )
-    engines = Engines(settings, small_engines.stt, small_engines.tts, small_engines.llm)
+    engines = Engines(
+        settings,
+        small_engines.stt,
+        small_engines.tts,
+        small_engines.llm,
+        knowledge=small_engines.knowledge,
+    )
     with TestClient(create_app(settings, engines=engines)) as client:
         yield client
 
@@ -82,7 +88,13 @@ def test_status_callback_updates_the_call_record(app_client):
 
 def test_webhooks_are_refused_without_credentials(small_engines, tmp_path):
     settings = small_settings(tmp_path)
-    engines = Engines(settings, small_engines.stt, small_engines.tts, small_engines.llm)
+    engines = Engines(
+        settings,
+        small_engines.stt,
+        small_engines.tts,
+        small_engines.llm,
+        knowledge=small_engines.knowledge,
+    )
     with TestClient(create_app(settings, engines=engines)) as client:
         response = client.post("/twilio/voice", data=FORM, headers=signed("/twilio/voice", FORM))
     assert response.status_code == 403

@@ -25,8 +25,8 @@ from flows import prompts
 from voice_agent.call_control import HUMAN_DIGIT, KeypadListener
 from voice_agent.call_records import TurnRecord, TurnRecorder
 from voice_agent.engines import Engines
+from voice_agent.grounding import RunbookGrounder, TurnNote
 from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
-from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
 from voice_agent.stt import Transcript, WhisperSTTService
 from voice_agent.tts import PiperTTSService
@@ -71,7 +71,7 @@ async def run_call(
     caller: str | None = None,
     external_id: str | None = None,
     on_started: Callable[[CallHandle], Awaitable[None] | None] | None = None,
-    make_llm: Callable[[Engines, Settings, str], LLMService] = make_llm_service,
+    make_llm: Callable[..., LLMService] = make_llm_service,
     transfer: Callable[[], Awaitable[None]] | None = None,
     before_output: Callable[[TurnRecorder], list[FrameProcessor]] | None = None,
     wait_for_playback_marks: bool = False,
@@ -124,7 +124,8 @@ async def run_call(
             await say("fallback", prompts.DIDNT_CATCH)
 
     stt = WhisperSTTService(engines.stt, on_empty_transcript=on_empty_transcript)
-    llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name))
+    note = TurnNote()
+    llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), note)
     tts = PiperTTSService(engines.tts)
     context = LLMContext()
     aggregators = make_context_aggregators(context, settings)
@@ -152,12 +153,26 @@ async def run_call(
         assert handle is not None
         handle.end_reason = "transferred"
 
+    def grounded(citations: list[dict], error: str | None) -> None:
+        turn = recorder.current
+        if turn is not None:
+            turn.citations = citations
+            turn.error_code = turn.error_code or error
+
+    grounder = RunbookGrounder(
+        engines.knowledge,
+        note,
+        top_k=settings.kb_top_k,
+        on_grounded=grounded,
+        on_say=lambda text: recorder.open_bot_turn("reply", text),
+    )
     pipeline = build_pipeline(
         transport,
         stt,
         aggregators,
         llm,
         tts,
+        grounding=grounder,
         call_control=[KeypadListener(on_digit)],
         before_output=before_output(recorder) if before_output else [],
     )

@@ -12,11 +12,13 @@ import typer
 from loguru import logger
 
 from models import store as model_store
+from voice_agent.knowledge.cli import kb_app
 from voice_agent.settings import ConfigFileError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk voice agent")
 models_app = typer.Typer(no_args_is_help=True, help="Assemble, verify and list model weights")
 app.add_typer(models_app, name="models")
+app.add_typer(kb_app, name="kb")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (or VOICE_AGENT_CONFIG)")

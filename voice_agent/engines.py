@@ -17,6 +17,8 @@ from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnal
 
 from flows.prompts import system_prompt
 from models.store import resolve
+from voice_agent.knowledge.retriever import HybridRetriever
+from voice_agent.knowledge.store import KnowledgeError, KnowledgeStore
 from voice_agent.llm import LlamaEngine
 from voice_agent.settings import Settings
 from voice_agent.stt import WhisperEngine
@@ -48,6 +50,7 @@ class Engines:
     llm: LlamaEngine | None  # None when the LLM is an OpenAI-compatible server
     model_names: dict[str, str] = field(default_factory=dict)
     load_secs: float = 0.0
+    knowledge: HybridRetriever | None = None  # None: the runbooks could not be opened
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -80,9 +83,32 @@ class Engines:
             warm = llm.warm(system_prompt(settings.company_name))
             logger.info(f"system prompt evaluated and cached in {warm:.2f}s")
         SharedSmartTurn()  # load the turn model now, not on the first call
+        knowledge = open_knowledge(settings)
         names = {
             "stt": settings.stt_model,
             "tts": settings.tts_voice,
             "llm": settings.llm_model if llm else f"{settings.llm_base_url} {settings.llm_model}",
         }
-        return cls(settings, stt, tts, llm, names, time.perf_counter() - started)
+        return cls(settings, stt, tts, llm, names, time.perf_counter() - started, knowledge)
+
+
+def open_knowledge(settings: Settings) -> HybridRetriever | None:
+    """Open the runbook index and bring it up to date with ``kb_paths`` (incremental).
+
+    A knowledge base that cannot be opened does not stop the server: calls still run, and the
+    caller hears that the agent can't look things up right now.
+    """
+    try:
+        store = KnowledgeStore.from_settings(settings)
+        paths = [p for p in settings.kb_paths if Path(p).exists()]
+        if paths:
+            report = store.ingest(paths)
+            logger.info(f"runbooks: {store.article_count} articles ({report.counts})")
+            for skipped in report.skipped:
+                logger.warning(
+                    f"runbook skipped: {skipped.path}: {skipped.reason} {skipped.detail}"
+                )
+        return HybridRetriever(store)
+    except KnowledgeError as e:
+        logger.error(f"runbooks unavailable: {e}")
+        return None

@@ -3,6 +3,7 @@
     caller audio in (transport, resampled to 16 kHz with soxr)
       -> speech-to-text (faster-whisper on each utterance Silero VAD segments)
       -> user turn (Silero VAD + smart-turn decide the caller has finished; barge-in interrupts)
+      -> runbooks (hybrid search; the matching runbook's steps become this turn's note)
       -> language model (llama.cpp in process, or an OpenAI-compatible server)
       -> text-to-speech (Piper, sentence by sentence as the model streams)
       -> reply audio out (transport)
@@ -48,6 +49,7 @@ def build_pipeline(
     llm: LLMService,
     tts: PiperTTSService,
     *,
+    grounding: FrameProcessor | None = None,
     call_control: list[FrameProcessor] = (),
     before_output: list[FrameProcessor] = (),
 ) -> Pipeline:
@@ -59,6 +61,7 @@ def build_pipeline(
             *call_control,
             stt,
             context.user(),
+            *([grounding] if grounding else []),
             llm,
             tts,
             *before_output,

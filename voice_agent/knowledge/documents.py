@@ -58,16 +58,21 @@ class Chunk:
     title: str
     section: str  # heading path, e.g. "Resolution > Method 1"; "" for text before any heading
     text: str  # the passage itself, as shown to a caller or the language model
+    tags: str = ""  # the article's tags, comma-separated (front matter), indexed with each chunk
 
     @property
     def index_text(self) -> str:
-        """What BM25 and the embedder see: "title. section. text"."""
-        head = f"{self.title}. {self.section}." if self.section else f"{self.title}."
-        return f"{head} {self.text}"
+        """What BM25 and the embedder see: "title. section. text" (then "Tags: ...")."""
+        return index_text(self.title, self.section, self.text, self.tags)
 
     @property
     def words(self) -> int:
         return len(self.text.split())
+
+
+def index_text(title: str, section: str, text: str, tags: str = "") -> str:
+    head = f"{title}. {section}." if section else f"{title}."
+    return f"{head} {text}\nTags: {tags}" if tags else f"{head} {text}"
 
 
 @dataclass
@@ -150,7 +155,7 @@ def load_document(
             kind = "text"
             title, summary, tags, sections = _parse_text(text)
     title = _one_line(title) or _title_from_filename(path)
-    chunks = chunk_sections(title, sections)
+    chunks = chunk_sections(title, sections, tags=", ".join(tags))
     if not chunks:
         raise DocumentError("empty", "no text left after cleaning")
     return Document(
@@ -176,6 +181,7 @@ def chunk_sections(
     max_words: int = MAX_CHUNK_WORDS,
     target_words: int = TARGET_CHUNK_WORDS,
     tiny_words: int = TINY_SECTION_WORDS,
+    tags: str = "",
 ) -> list[Chunk]:
     """Merge tiny sections into the next, split long ones, and number the resulting chunks."""
     sections = [s for s in sections if s.words > 0]
@@ -199,7 +205,7 @@ def chunk_sections(
     for section in merged:
         label = SECTION_SEP.join(section.path)
         for piece in _split_paragraphs(section.paragraphs, max_words, target_words):
-            chunks.append(Chunk(ordinal=len(chunks), title=title, section=label, text=piece))
+            chunks.append(Chunk(len(chunks), title, label, piece, tags))
     return chunks
 
 

@@ -90,7 +90,9 @@ def load_qrels(path: Path | str) -> list[Query]:
             raise ValueError(f"{path}: qrels header lacks {sorted(missing)}")
         for row in reader:
             q = queries.setdefault(row["qid"], Query(row["qid"], row["query"]))
-            q.grades[row["article_path"]] = max(int(row["grade"]), q.grades.get(row["article_path"], 0))
+            q.grades[row["article_path"]] = max(
+                int(row["grade"]), q.grades.get(row["article_path"], 0)
+            )
     return list(queries.values())
 
 
@@ -119,7 +121,9 @@ def evaluate(searcher: Searcher, qrels: list[Query], depth: int = DEPTH) -> Eval
         if first is not None:
             rr_sum += 1.0 / first
         results.append(
-            QueryResult(q.qid, q.text, ranked, first, ndcg(ranked, q.grades, depth), found.latency_ms)
+            QueryResult(
+                q.qid, q.text, ranked, first, ndcg(ranked, q.grades, depth), found.latency_ms
+            )
         )
     n = max(len(qrels), 1)
     latencies = np.array([r.latency_ms for r in results]) if results else np.zeros(1)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from voice_agent.knowledge.store import KnowledgeStore
+from voice_agent.knowledge.store import KnowledgeStore, StoredChunk
 
 Mode = Literal["hybrid", "bm25", "dense"]
 Aggregate = Literal["max", "decay"]
@@ -38,6 +38,9 @@ class ArticleHit:
     score: float
     best_chunk: ChunkHit
     root: str = ""
+    # the best cosine similarity of the query to any of the article's chunks (dense search):
+    # ranks say which article is best, this says whether it is relevant at all
+    similarity: float | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +48,7 @@ class ArticleHit:
             "title": self.title,
             "score": round(self.score, 6),
             "root": self.root,
+            "similarity": None if self.similarity is None else round(self.similarity, 4),
             "best_chunk": {
                 "section": self.best_chunk.section,
                 "text": self.best_chunk.text,
@@ -108,28 +112,30 @@ class HybridRetriever:
 
         fused: dict[str, float] = {}
         ranks: dict[str, dict[str, int]] = {}
+        cosine: dict[str, float] = {}
         for weight, ranking, name in rankings:
-            for rank, (chunk_id, _score) in enumerate(ranking, start=1):
+            for rank, (chunk_id, score) in enumerate(ranking, start=1):
                 fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (self.rrf_k + rank)
                 ranks.setdefault(chunk_id, {})[name] = rank
+                if name == "dense":
+                    cosine[chunk_id] = score
 
-        by_article: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        by_article: dict[tuple[str, str], list[tuple[float, str, StoredChunk]]] = {}
         for chunk_id, score in fused.items():
             chunk = self.store.chunk(chunk_id)
-            if chunk is None:
+            if chunk is None:  # an ingest replaced it in the meantime
                 continue
-            by_article.setdefault((chunk.root, chunk.article_path), []).append((score, chunk_id))
+            key = (chunk.root, chunk.article_path)
+            by_article.setdefault(key, []).append((score, chunk_id, chunk))
 
         hits: list[ArticleHit] = []
         for (root, path), scored in by_article.items():
-            scored.sort(reverse=True)
+            scored.sort(key=lambda x: (-x[0], x[1]))
             if self.aggregate == "max":
                 score = scored[0][0]
             else:
-                score = sum(s * self.decay**i for i, (s, _) in enumerate(scored))
-            best_id = scored[0][1]
-            best = self.store.chunk(best_id)
-            assert best is not None
+                score = sum(s * self.decay**i for i, (s, _, _) in enumerate(scored))
+            _, best_id, best = scored[0]
             chunk_ranks = ranks.get(best_id, {})
             hits.append(
                 ArticleHit(
@@ -137,6 +143,7 @@ class HybridRetriever:
                     title=best.title,
                     score=score,
                     root=root,
+                    similarity=max((cosine[c] for _, c, _ in scored if c in cosine), default=None),
                     best_chunk=ChunkHit(
                         chunk_id=best_id,
                         section=best.section,

