@@ -135,13 +135,6 @@ async def handle_media_stream(
         nonlocal handle
         handle = h
 
-    @transport.event_handler("on_client_disconnected")
-    async def on_disconnected(_transport, _ws) -> None:
-        log.info(f"twilio call {call_sid}: socket closed")
-        if handle is not None:
-            handle.end_reason = handle.end_reason or "caller_hung_up"
-            await handle.drop()
-
     async def transfer() -> None:
         if control is None or not control.can_transfer:
             raise RuntimeError("transfer is not configured (Twilio credentials, transfer number)")

@@ -12,7 +12,6 @@ from importlib import resources
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from loguru import logger
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 from pipecat.transports.smallwebrtc.request_handler import (
@@ -24,7 +23,7 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from voice_agent.auto_gain import AutoGainFilter
-from voice_agent.call_runner import CallHandle, run_call
+from voice_agent.call_runner import run_call
 from voice_agent.live_events import LiveEvents
 from voice_agent.settings import Settings
 
@@ -70,18 +69,6 @@ def webrtc_router(settings: Settings) -> APIRouter:
                 ),
             )
             live = LiveEvents(connection.send_app_message)
-            handle: CallHandle | None = None
-
-            async def started(h: CallHandle) -> None:
-                nonlocal handle
-                handle = h
-
-            @transport.event_handler("on_client_disconnected")
-            async def on_disconnected(_transport, _client) -> None:
-                logger.info(f"webrtc peer {connection.pc_id} left")
-                if handle is not None:
-                    handle.end_reason = handle.end_reason or "caller_hung_up"
-                    await handle.drop()
 
             task = asyncio.create_task(
                 run_call(
@@ -92,7 +79,6 @@ def webrtc_router(settings: Settings) -> APIRouter:
                     audio_out_sample_rate=WEBRTC_OUT_RATE,
                     caller=request.client.host if request.client else None,
                     external_id=connection.pc_id,
-                    on_started=started,
                     observers=[live],
                     on_turn=live.on_turn,
                 ),

@@ -174,8 +174,8 @@ async def test_a_socket_dropped_mid_reply_keeps_the_record_and_the_server(small_
             listener = asyncio.create_task(call.listen())
             await call.start()
             await asyncio.sleep(5)
-            before = call.bot_media
             await call.speak(load_phone_audio(CLIP), tail_secs=0.0)
+            before = call.bot_media  # the greeting has been sent by now; what follows is the reply
             deadline = time.monotonic() + 30
             while call.bot_media <= before + 5 and time.monotonic() < deadline:
                 await call.send(call.media(b"\xff" * 160))

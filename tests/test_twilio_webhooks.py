@@ -9,9 +9,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import small_settings
-from voice_agent.engines import Engines
-from voice_agent.server import create_app
+from tests.conftest import agent
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"
@@ -19,20 +17,11 @@ PUBLIC = "https://voice.example.com"
 
 @pytest.fixture
 def app_client(small_engines, tmp_path):
-    settings = small_settings(
-        tmp_path,
-        twilio_account_sid="AC" + "1" * 32,
-        twilio_auth_token=TOKEN,
-        public_url=PUBLIC,
-    )
-    engines = Engines(
-        settings,
-        small_engines.stt,
-        small_engines.tts,
-        small_engines.llm,
-        knowledge=small_engines.knowledge,
-    )
-    with TestClient(create_app(settings, engines=engines)) as client:
+    app, _ = agent(
+        small_engines, tmp_path,
+        twilio_account_sid="AC" + "1" * 32, twilio_auth_token=TOKEN, public_url=PUBLIC,
+    )  # fmt: skip
+    with TestClient(app) as client:
         yield client
 
 
@@ -87,15 +76,8 @@ def test_status_callback_updates_the_call_record(app_client):
 
 
 def test_webhooks_are_refused_without_credentials(small_engines, tmp_path):
-    settings = small_settings(tmp_path)
-    engines = Engines(
-        settings,
-        small_engines.stt,
-        small_engines.tts,
-        small_engines.llm,
-        knowledge=small_engines.knowledge,
-    )
-    with TestClient(create_app(settings, engines=engines)) as client:
+    app, _ = agent(small_engines, tmp_path)
+    with TestClient(app) as client:
         response = client.post("/twilio/voice", data=FORM, headers=signed("/twilio/voice", FORM))
     assert response.status_code == 403
 

@@ -122,6 +122,22 @@ class TurnRecord:
         }
 
 
+class SeenFrames:
+    """Each frame once for an observer: a frame passes many processors on its way, and a
+    broadcast frame has a twin going the other way."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+
+    def first_time(self, frame) -> bool:
+        if frame.id in self._ids:
+            return False
+        self._ids.add(frame.id)
+        if frame.broadcast_sibling_id is not None:
+            self._ids.add(frame.broadcast_sibling_id)
+        return True
+
+
 def playback_mark_name(turn: TurnRecord) -> str:
     """The name of the playback mark sent after a turn's reply audio."""
     return f"turn-{turn.index}"
@@ -154,7 +170,7 @@ class TurnRecorder(BaseObserver):
         self._wait_for_marks = wait_for_playback_marks
         self._sink = sink
         self._vad_stop_secs = vad_stop_secs
-        self._seen: set[int] = set()
+        self._seen = SeenFrames()
         self._clock_offset: float | None = None
         self._turn: TurnRecord | None = None
         self._next_index = 0
@@ -206,12 +222,8 @@ class TurnRecorder(BaseObserver):
 
     async def on_push_frame(self, data: FramePushed) -> None:
         frame = data.frame
-        if frame.id in self._seen:
+        if not self._seen.first_time(frame):
             return
-        # a frame passes many processors, and a broadcast frame has a twin going the other way
-        self._seen.add(frame.id)
-        if frame.broadcast_sibling_id is not None:
-            self._seen.add(frame.broadcast_sibling_id)
         at = self._now(data)
         turn = self._turn
 

@@ -215,6 +215,14 @@ async def run_call(
         idle_prompts = 0
 
     handle = CallHandle(call_id, task, recorder)
+
+    async def caller_left(*_args) -> None:
+        log.info("the caller's connection closed")
+        handle.end_reason = handle.end_reason or "caller_hung_up"
+        await handle.drop()
+
+    if "on_client_disconnected" in getattr(transport, "_event_handlers", {}):
+        transport.add_event_handler("on_client_disconnected", caller_left)
     await say("greeting", prompts.greeting(settings.company_name))
     if on_started is not None:
         maybe = on_started(handle)

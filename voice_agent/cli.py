@@ -12,25 +12,15 @@ import typer
 from loguru import logger
 
 from models import store as model_store
+from voice_agent.cli_options import ConfigOpt
+from voice_agent.cli_options import settings_or_exit as _settings
 from voice_agent.knowledge.cli import kb_app
-from voice_agent.settings import ConfigFileError, Settings, load_settings
+from voice_agent.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk voice agent")
 models_app = typer.Typer(no_args_is_help=True, help="Assemble, verify and list model weights")
 app.add_typer(models_app, name="models")
 app.add_typer(kb_app, name="kb")
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file (or VOICE_AGENT_CONFIG)")
-]
-
-
-def _settings(config: Path | None, **overrides) -> Settings:
-    try:
-        return load_settings(config, **overrides)
-    except (ConfigFileError, ValueError) as e:
-        typer.echo(f"error: bad settings: {e}", err=True)
-        raise typer.Exit(2) from e
 
 
 def _setup_logging(settings: Settings, quiet: bool = False) -> None:

@@ -23,14 +23,14 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
-from voice_agent.call_records import TurnRecord
+from voice_agent.call_records import SeenFrames, TurnRecord
 
 
 class LiveEvents(BaseObserver):
     def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
         super().__init__()
         self._send = send
-        self._seen: set[int] = set()
+        self._seen = SeenFrames()
 
     def emit(self, event: dict[str, Any]) -> None:
         try:
@@ -43,11 +43,8 @@ class LiveEvents(BaseObserver):
 
     async def on_push_frame(self, data: FramePushed) -> None:
         frame = data.frame
-        if frame.id in self._seen:
+        if not self._seen.first_time(frame):
             return
-        self._seen.add(frame.id)
-        if frame.broadcast_sibling_id is not None:
-            self._seen.add(frame.broadcast_sibling_id)
         if isinstance(frame, TranscriptionFrame):
             self.emit({"type": "user", "text": frame.text})
         elif isinstance(frame, TTSTextFrame):

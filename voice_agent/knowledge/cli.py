@@ -18,15 +18,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from voice_agent.settings import ConfigFileError, Settings, load_settings
+from voice_agent.cli_options import ConfigOpt
+from voice_agent.cli_options import settings_or_exit as _settings
+from voice_agent.settings import Settings
 
 kb_app = typer.Typer(
     no_args_is_help=True, help="Knowledge base: ingest runbooks, search, evaluate retrieval"
 )
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file (or VOICE_AGENT_CONFIG)")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 CorpusOpt = Annotated[
     Path | None,
@@ -41,15 +40,6 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid, bm25 or dense")]
 
 _out = Console()
 _err = Console(stderr=True)
-
-
-def _settings(config: Path | None, **overrides) -> Settings:
-    # the same as voice_agent.cli._settings; not imported, as voice_agent.cli imports this module
-    try:
-        return load_settings(config, **overrides)
-    except (ConfigFileError, ValueError) as e:
-        typer.echo(f"error: bad settings: {e}", err=True)
-        raise typer.Exit(2) from e
 
 
 @contextmanager
