@@ -62,3 +62,11 @@ NO_RUNBOOK_NOTE = "No runbook covers this problem: say so plainly and offer to o
 LOOKUP_DOWN = (
     "I'm sorry, I can't look that up right now. I can open a ticket so a technician calls you back."
 )
+
+
+def lookup_down_with_ticket(number: str) -> str:
+    spoken = " ".join(number)  # "I N C 0 0 0 0 0 1 2": read one character at a time
+    return (
+        "I'm sorry, I can't look that up right now, so I've opened a ticket for a technician "
+        f"to call you back. Your ticket number is {spoken}."
+    )

@@ -194,3 +194,22 @@ async def test_a_sixty_second_monologue_is_transcribed_and_answered(small_engine
     assert report["status"] == "completed"
     assert len(turn["transcript"].split()) > 100
     assert turn["reply"] and turn["reply_audio_secs"] > 0.3
+
+
+async def test_with_the_runbooks_down_the_caller_hears_it_and_a_ticket_is_left(
+    small_engines, store, tmp_path
+):
+    engines = Engines(
+        small_engines.settings, small_engines.stt, small_engines.tts, small_engines.llm,
+        small_engines.model_names, knowledge=None,  # the knowledge base could not be opened
+    )  # fmt: skip
+    report = await simulate_call([CLIPS[1]], engines=engines, store=store, out_dir=tmp_path)
+    turn = report["turns"][0]
+    assert report["status"] == "completed"
+    assert "can't look that up right now" in turn["reply"] and "ticket number" in turn["reply"]
+    assert turn["reply_audio_secs"] > 2
+    (ticket,) = store.tickets_for_call(report["call_id"])
+    assert ticket["reason"] == "runbooks_unavailable"
+    assert "paced up and down" in ticket["summary"].lower()
+    stored = store.get_call(report["call_id"])
+    assert any(t["error_code"] == "lookup_unavailable" for t in stored["turns"])

@@ -95,3 +95,18 @@ async def test_no_knowledge_base_at_all_is_heard_too():
     grounder = RunbookGrounder(None, TurnNote())
     down = await ground(grounder, "Outlook keeps asking for my password.")
     assert [f.text for f in down if isinstance(f, TTSSpeakFrame)] == [prompts.LOOKUP_DOWN]
+
+
+async def test_a_store_that_is_down_leaves_a_ticket_and_says_its_number(store):
+    call_id = store.start_call("simulated")
+
+    async def open_ticket(summary: str) -> str:
+        return store.open_ticket(summary=summary, call_id=call_id, reason="runbooks_unavailable")
+
+    grounder = RunbookGrounder(DownRetriever(), TurnNote(), open_ticket=open_ticket)
+    down = await ground(grounder, "My printer is jammed again.")
+    (said,) = spoken(down)
+    (ticket,) = store.tickets_for_call(call_id)
+    assert ticket["number"] == "INC0000001" and ticket["summary"] == "My printer is jammed again."
+    assert said == prompts.lookup_down_with_ticket("INC0000001")
+    assert "I N C 0 0 0 0 0 0 1" in said  # spelled out, one character at a time

@@ -159,12 +159,28 @@ async def run_call(
             turn.citations = citations
             turn.error_code = turn.error_code or error
 
+    async def open_ticket(summary: str) -> str | None:
+        try:
+            number = await asyncio.to_thread(
+                store.open_ticket,
+                summary=summary,
+                call_id=call_id,
+                caller=caller,
+                reason="runbooks_unavailable",
+            )
+        except Exception:
+            log.exception("could not open a ticket")
+            return None
+        log.info(f"ticket {number} opened: the runbooks are unavailable")
+        return number
+
     grounder = RunbookGrounder(
         engines.knowledge,
         note,
         top_k=settings.kb_top_k,
         on_grounded=grounded,
         on_say=lambda text: recorder.open_bot_turn("reply", text),
+        open_ticket=open_ticket,
     )
     pipeline = build_pipeline(
         transport,

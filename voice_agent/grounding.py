@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from loguru import logger
@@ -93,6 +93,7 @@ class RunbookGrounder(FrameProcessor):
         *,
         on_grounded: Callable[[list[dict], str | None], None] = lambda citations, error: None,
         on_say: Callable[[str], None] = lambda text: None,
+        open_ticket: Callable[[str], Awaitable[str | None]] | None = None,
         top_k: int = 3,
         min_similarity: float = 0.83,  # measured: off-topic speech <= 0.82, IT problems >= 0.84
         min_follow_up_similarity: float = 0.86,
@@ -102,6 +103,7 @@ class RunbookGrounder(FrameProcessor):
         self._note = note
         self._on_grounded = on_grounded
         self._on_say = on_say
+        self._open_ticket = open_ticket
         self._top_k = top_k
         self._min_similarity = min_similarity
         self._min_follow_up = min_follow_up_similarity
@@ -111,6 +113,12 @@ class RunbookGrounder(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMContextFrame) and direction == FrameDirection.DOWNSTREAM:
             spoken = await self._ground(frame)
+            if spoken == prompts.LOOKUP_DOWN and self._open_ticket is not None:
+                # nothing to look things up with: leave a ticket so nobody is left waiting
+                said = last_user_text(frame.context.get_messages())
+                number = await self._open_ticket(said)
+                if number:
+                    spoken = prompts.lookup_down_with_ticket(number)
             if spoken is not None:
                 # the runbook (or its absence) decides the words: no need for the model
                 self._on_say(spoken)

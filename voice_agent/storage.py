@@ -87,6 +87,24 @@ class Turn(Base):
     call: Mapped[Call] = relationship(back_populates="turns")
 
 
+class Ticket(Base):
+    """A helpdesk ticket a human can pick up (numbers like INC0001234)."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str | None] = mapped_column(String(16), unique=True, index=True)
+    call_id: Mapped[str | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    caller: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(32), default="other")
+    priority: Mapped[str] = mapped_column(String(4), default="P3")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    assignment: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 # TurnRecord fields stored as columns of the same name (stages get a column each)
 _TURN_FIELDS = [f.name for f in fields(TurnRecord) if f.name != "stages"]
 
@@ -158,6 +176,47 @@ class CallStore:
                 call.ended_at = call.ended_at or utcnow()
             call.end_reason = call.end_reason or end_reason
             return True
+
+    def open_ticket(
+        self,
+        *,
+        summary: str,
+        call_id: str | None = None,
+        caller: str | None = None,
+        category: str = "other",
+        priority: str = "P3",
+        reason: str | None = None,
+    ) -> str:
+        """Store a new ticket and return its number (INC + 7 digits, from the row id)."""
+        with self._session.begin() as s:
+            ticket = Ticket(
+                call_id=call_id,
+                caller=caller,
+                category=category,
+                priority=priority,
+                summary=summary[:2000],
+                reason=reason,
+            )
+            s.add(ticket)
+            s.flush()
+            ticket.number = f"INC{ticket.id:07d}"
+            return ticket.number
+
+    def tickets_for_call(self, call_id: str) -> list[dict[str, Any]]:
+        with self._session() as s:
+            rows = s.scalars(select(Ticket).where(Ticket.call_id == call_id)).all()
+            return [
+                {
+                    "number": t.number,
+                    "caller": t.caller,
+                    "category": t.category,
+                    "priority": t.priority,
+                    "summary": t.summary,
+                    "status": t.status,
+                    "reason": t.reason,
+                }
+                for t in rows
+            ]
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         with self._session() as s:
