@@ -54,8 +54,9 @@ async def test_call_over_real_clips_is_heard_answered_and_stored(small_engines, 
         assert turn["reply"].strip(), turn
         assert turn["reply_audio_secs"] > 0.3 and rms(turn["reply_audio"]) > 200
         lat = turn["latency"]
-        for name in ("stt_secs", "llm_first_token_secs", "voice_to_voice_secs"):
-            assert lat[name] is not None and lat[name] >= 0, (name, lat)
+        # (a turn a runbook covers is answered without the model: no llm_first_token then)
+        for name in ("stt_secs", "first_sentence_secs", "voice_to_voice_secs"):
+            assert lat.get(name) is not None and lat[name] >= 0, (name, lat)
         assert 0 < lat["edge_voice_to_voice_secs"] < 15
 
     stored = store.get_call(report["call_id"])
@@ -66,8 +67,10 @@ async def test_call_over_real_clips_is_heard_answered_and_stored(small_engines, 
     assert len(answered) >= 3
     for t in answered:
         st = t["stages"]
-        assert st["speech_start"] < st["speech_end"] <= st["stt_done"] <= st["llm_first_token"]
-        assert st["llm_first_token"] <= st["tts_first_audio"] <= st["first_audio_out"]
+        assert st["speech_start"] < st["speech_end"] <= st["stt_done"] <= st["first_sentence"]
+        assert st["first_sentence"] <= st["tts_first_audio"] <= st["first_audio_out"]
+        if "llm_first_token" in st:
+            assert st["stt_done"] <= st["llm_first_token"] <= st["tts_first_audio"]
         assert t["bot_text"].strip()
     assert report["summary"]["median_latency"]["voice_to_voice_secs"] > 0
 

@@ -41,14 +41,14 @@ def test_call_jfk_with_the_default_models_prints_a_complete_json_report(tmp_path
     for stage in (
         "stt_secs",
         "turn_detect_secs",
-        "llm_first_token_secs",
         "first_sentence_secs",
         "tts_first_audio_secs",
         "voice_to_voice_secs",
         "edge_voice_to_voice_secs",
     ):
         assert turn["latency"][stage] is not None, stage
-    assert 0 < turn["prompt_tokens"] < 300
+    if "llm_first_token_secs" in turn["latency"]:  # the model answered (no runbook step)
+        assert 0 < turn["prompt_tokens"] < 300
     # the reply audio says the reply text: transcribe it back with the real STT
     audio = decode_audio_file(turn["reply_audio"]).samples.astype(np.float32) / 32768
     heard = small_engines.stt.transcribe(audio).text

@@ -95,7 +95,7 @@ class RunbookGrounder(FrameProcessor):
         on_say: Callable[[str], None] = lambda text: None,
         open_ticket: Callable[[str], Awaitable[str | None]] | None = None,
         top_k: int = 3,
-        min_similarity: float = 0.83,  # measured: off-topic speech <= 0.82, IT problems >= 0.84
+        min_similarity: float = 0.84,  # measured: off-topic speech <= 0.82, IT problems >= 0.84
         min_follow_up_similarity: float = 0.86,
     ) -> None:
         super().__init__()
