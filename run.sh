@@ -38,6 +38,15 @@ if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+if [ "${1:-}" = "test" ] && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+    # the storage tests start a throwaway PostgreSQL server from Debian's initdb/pg_ctl
+    echo "==> installing Debian's postgresql for the storage tests"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
 echo "==> assembling model weights (checksummed; skipped when present)"
 models="whisper-base qwen2.5-coder-1.5b piper-joe-medium"
 [ "${1:-}" = "test" ] && models="$models smollm2-135m whisper-tiny.en"
@@ -47,7 +56,15 @@ cmd=${1:-serve}
 [ $# -gt 0 ] && shift
 case "$cmd" in
     serve) exec "$VENV/bin/voice-agent" serve "$@" ;;
-    test) exec "$VENV/bin/python" -m pytest "$@" ;;
+    test)
+        rc=0
+        "$VENV/bin/python" -m pytest "$@" || rc=$?
+        # the latency bench once, quick (1 call, 2 turns, default models): numbers printed, not
+        # asserted; its own data folder, so it never touches a running server's database
+        echo "==> latency bench, quick mode"
+        VOICE_AGENT_DATA_DIR="$(mktemp -d)" "$VENV/bin/voice-agent" bench latency --quick \
+            --chart var/bench/latency-quick.png || echo "bench: exit $? (not a test failure)"
+        exit $rc ;;
     setup) echo "==> ready" ;;
     *) echo "usage: ./run.sh serve|test|setup [options]" >&2; exit 2 ;;
 esac

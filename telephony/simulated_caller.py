@@ -32,6 +32,9 @@ from voice_agent.auto_gain import AutoGainFilter
 
 FRAME_SECS = 0.02
 IN_RATE = 16000
+ACK_MAX_SECS = 1.0  # a reply this short may be the acknowledgement before the answer
+ACK_WAIT_SECS = 5.0
+ANSWER_GAP_SECS = 0.25  # silence between an acknowledgement and the answer after it
 
 
 @dataclass
@@ -45,8 +48,12 @@ class CallerTurn:
     started_at: float | None = None
     audio_end_at: float | None = None
     first_reply_audio_at: float | None = None
+    first_answer_audio_at: float | None = None  # past a short acknowledgement, if one came
     reply_audio: bytearray = field(default_factory=bytearray)
     timed_out: bool = False
+
+    def heard_secs(self, sample_rate: int) -> float:
+        return len(self.reply_audio) / 2 / sample_rate
 
     @property
     def edge_voice_to_voice_secs(self) -> float | None:
@@ -106,12 +113,17 @@ class SimulatedCaller:
             while loop.time() < deadline:
                 await send(silence)
                 heard = turn.first_reply_audio_at is not None
-                if heard and barge_in_after is not None:
-                    if time.time() - turn.first_reply_audio_at >= barge_in_after:
-                        return  # the caller talks over the reply
+                if barge_in_after is not None:
+                    # the caller talks over the answer (not over an "Okay." before it)
+                    answer_at = turn.first_answer_audio_at
+                    if answer_at is not None and time.time() - answer_at >= barge_in_after:
+                        return
                     continue
                 quiet_for = loop.time() - max(self._play_clock, self._last_bot_audio)
-                if heard and quiet_for >= self.settle_secs:
+                # after a bare acknowledgement ("Okay.") a caller waits for the answer
+                heard_secs = turn.heard_secs(self.out_sample_rate)
+                settle = self.settle_secs if heard_secs >= ACK_MAX_SECS else ACK_WAIT_SECS
+                if heard and quiet_for >= settle:
                     return
             turn.timed_out = True
 
@@ -145,12 +157,19 @@ class SimulatedCaller:
     async def hear(self, audio: bytes, sample_rate: int) -> None:
         loop = asyncio.get_running_loop()
         turn = self._current
-        if turn.first_reply_audio_at is None and (
-            turn.audio_end_at is not None or turn is self.greeting
-        ):
-            turn.first_reply_audio_at = time.time()
-        turn.reply_audio.extend(audio)
+        answering = turn.audio_end_at is not None or turn is self.greeting
         now = loop.time()
+        if answering and turn.first_answer_audio_at is None:
+            heard_secs = turn.heard_secs(sample_rate)
+            after_gap = now - self._play_clock >= ANSWER_GAP_SECS
+            if turn.first_reply_audio_at is not None and after_gap and heard_secs < ACK_MAX_SECS:
+                turn.first_answer_audio_at = time.time()  # the answer after an acknowledgement
+            elif heard_secs >= ACK_MAX_SECS:  # no pause yet: the first audio was the answer
+                turn.first_answer_audio_at = turn.first_reply_audio_at
+        if turn.first_reply_audio_at is None and answering:
+            turn.first_reply_audio_at = time.time()
+        if answering:  # (an acknowledgement at a pause while the caller talks is no reply)
+            turn.reply_audio.extend(audio)
         self._last_bot_audio = now
         self._play_clock = max(self._play_clock, now) + len(audio) / 2 / sample_rate
         ahead = self._play_clock - now

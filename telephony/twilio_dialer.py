@@ -22,7 +22,9 @@ without a phone number, a tunnel or a Twilio account. What it mirrors from Twili
 The caller's script: wait for the greeting, speak each utterance as one turn, keep the line open
 with silence while the bot answers and move on once the reply has played out (or barge in on it
 after a set delay). Voice-to-voice latency is measured at the edge a phone network sees: from the
-last 20 ms of the caller's audio leaving to the first reply ``media`` arriving.
+last 20 ms of the caller's audio leaving to the first reply ``media`` arriving. When the server
+speaks a short acknowledgement first and marks its end with a mark named ``ack-<turn>``, the first
+``media`` after that mark is the answer itself, and voice-to-answer is measured to it as well.
 
 Not mirrored: the ``X-Twilio-Signature`` handshake header (requests are unsigned; pass one in
 ``extra_headers`` if the server checks it), the REST API side of a call, and network jitter.
@@ -125,6 +127,8 @@ class DialTurn:
     started_at: float | None = None  # the caller starts speaking (the turn becomes current)
     audio_end_at: float | None = None  # the last 20 ms of the caller's audio was sent
     first_bot_media_at: float | None = None  # first server ``media`` after ``audio_end_at``
+    ack_mark_at: float | None = None  # an ``ack-*`` mark arrived: the acknowledgement was sent
+    answer_media_at: float | None = None  # first server ``media`` after that ``ack-*`` mark
     bot_audio: bytearray = field(default_factory=bytearray)  # int16 LE PCM, 8 kHz, decoded
     clears_received: int = 0
     marks_received: list[str] = field(default_factory=list)
@@ -136,6 +140,19 @@ class DialTurn:
         if self.audio_end_at is None or self.first_bot_media_at is None:
             return None
         return round(self.first_bot_media_at - self.audio_end_at, 3)
+
+    @property
+    def voice_to_answer_secs(self) -> float | None:
+        """End of the caller's audio to the first audio carrying the answer's content.
+
+        The same as ``voice_to_voice_secs`` when the server sent no acknowledgement (no ``ack-*``
+        mark); None when it acknowledged but the answer never arrived.
+        """
+        if self.ack_mark_at is None:
+            return self.voice_to_voice_secs
+        if self.audio_end_at is None or self.answer_media_at is None:
+            return None
+        return round(self.answer_media_at - self.audio_end_at, 3)
 
     @property
     def bot_audio_secs(self) -> float:
@@ -154,6 +171,7 @@ class DialTurn:
             "audio_secs": self.audio_secs,
             "error": self.error,
             "voice_to_voice_secs": self.voice_to_voice_secs,
+            "voice_to_answer_secs": self.voice_to_answer_secs,
             "bot_audio_secs": self.bot_audio_secs,
             "clears_received": self.clears_received,
             "marks_received": list(self.marks_received),
@@ -342,6 +360,8 @@ class _TwilioCall:
             turn.audio_end_at is not None or turn is self._result.greeting
         ):
             turn.first_bot_media_at = time.time()
+        if turn.ack_mark_at is not None and turn.answer_media_at is None:
+            turn.answer_media_at = time.time()
         turn.bot_audio.extend(mulaw_decode(mulaw).astype("<i2", copy=False).tobytes())
         self._play_until = max(self._play_until, self._loop.time()) + len(mulaw) / SAMPLE_RATE
 
@@ -352,6 +372,9 @@ class _TwilioCall:
             self._protocol_error("mark: no mark.name string")
             return
         self._current.marks_received.append(name)
+        turn = self._current
+        if name.startswith("ack-") and turn.audio_end_at is not None and turn.ack_mark_at is None:
+            turn.ack_mark_at = time.time()  # the media after this one carries the answer
         # echoed once the audio buffered before it has played out (at once if nothing is playing)
         due = max(self._play_until, self._loop.time())
         self._pending_marks.append((due, name))
@@ -402,9 +425,15 @@ class _TwilioCall:
             if turn.first_bot_media_at is None:
                 continue
             if barge_in_after is not None:
-                if time.time() - turn.first_bot_media_at >= barge_in_after:
+                # talk over the answer itself, not over the acknowledgement before it
+                if turn.ack_mark_at is not None and turn.answer_media_at is None:
+                    continue
+                began = turn.answer_media_at or turn.first_bot_media_at
+                if time.time() - began >= barge_in_after:
                     return  # the caller talks over the reply
                 continue
+            if turn.ack_mark_at is not None and turn.answer_media_at is None:
+                continue  # "One moment." was heard: the caller waits for the answer itself
             if self._loop.time() - self._play_until >= self._settle_secs:
                 return
         turn.timed_out = True
@@ -548,21 +577,31 @@ async def dial(
 
 
 async def dial_many(
-    url: str, utterances: list[Utterance], *, calls: int, concurrency: int, **kw: Any
+    url: str,
+    utterances: list[Utterance],
+    *,
+    calls: int,
+    concurrency: int,
+    scripts: list[list[Utterance]] | None = None,
+    **kw: Any,
 ) -> list[DialResult]:
     """Place ``calls`` calls with the same script, at most ``concurrency`` at a time.
 
-    Keyword arguments go to ``dial``. Results are in the order the calls were numbered.
+    With ``scripts``, call ``i`` speaks ``scripts[i % len(scripts)]`` instead of ``utterances``
+    (a benchmark cycles through several real conversations). Keyword arguments go to ``dial``.
+    Results are in the order the calls were numbered.
     """
     if calls < 1 or concurrency < 1:
         raise ValueError("calls and concurrency must be at least 1")
+    if scripts is not None and not scripts:
+        raise ValueError("scripts, when given, must hold at least one script")
     gate = asyncio.Semaphore(concurrency)
 
-    async def one() -> DialResult:
+    async def one(i: int) -> DialResult:
         async with gate:
-            return await dial(url, utterances, **kw)
+            return await dial(url, scripts[i % len(scripts)] if scripts else utterances, **kw)
 
-    return list(await asyncio.gather(*(one() for _ in range(calls))))
+    return list(await asyncio.gather(*(one(i) for i in range(calls))))
 
 
 def latency_summary(results: list[DialResult]) -> dict[str, Any]:

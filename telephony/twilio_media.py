@@ -54,11 +54,11 @@ class PlaybackMarker(FrameProcessor):
         await self.push_frame(frame, direction)
         turn = self._recorder.current
         if isinstance(frame, TTSStoppedFrame) and turn is not None:
-            mark = {
-                "event": "mark",
-                "streamSid": self._stream_sid,
-                "mark": {"name": playback_mark_name(turn)},
-            }
+            # the acknowledgement ("Okay.") gets its own mark, so the far end can tell it from
+            # the answer that follows
+            ack = not self._recorder.answering
+            name = f"ack-{turn.index}" if ack else playback_mark_name(turn)
+            mark = {"event": "mark", "streamSid": self._stream_sid, "mark": {"name": name}}
             await self.push_frame(OutputTransportMessageFrame(message=mark))
 
 

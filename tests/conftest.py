@@ -77,6 +77,11 @@ def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI,
         small_engines.tts,
         small_engines.llm,
         knowledge=small_engines.knowledge,
+        triage=small_engines.triage,
     )
     app = create_app(settings, engines=engines)
-    return app, CallStore(settings.resolved_database_url)
+    return app, CallStore.from_settings(settings)
+
+
+# A throwaway PostgreSQL server (session) and per-test databases on SQLite and PostgreSQL
+from postgres import any_database_url, postgres_server, postgres_url  # noqa: E402, F401

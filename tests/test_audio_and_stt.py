@@ -7,10 +7,17 @@ import re
 import jiwer
 import numpy as np
 import pytest
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.conftest import CLEAN, TELEPHONY, gold_transcripts
 from voice_agent.audio import AudioDecodeError, decode_audio_file, write_wav
-from voice_agent.stt import collapse_repetitions
+from voice_agent.stt import WhisperSTTService, collapse_repetitions
 
 
 def normalise(text: str) -> str:
@@ -67,6 +74,54 @@ def test_whisper_on_the_real_clean_clips(small_engines):
     assert scores["jfk.flac"] <= 0.1, scores
     assert max(scores.values()) <= 0.45, scores
     assert float(np.mean(list(scores.values()))) <= 0.15, scores
+
+
+def test_a_piece_after_a_pause_is_decoded_with_what_came_before(small_engines):
+    """Cut at the short pause after "think", the rest decodes badly alone; forced to start with
+    the words already heard, over the whole audio, it comes out right and without them."""
+    samples = decode_audio_file(CLEAN / "fleurs_en_004.wav").samples.astype(np.float32)
+    audio = samples * (0.3 / np.abs(samples).max())  # the clip peaks at -50 dBFS
+    cut = 16000  # 1.0 s, in the pause after "Many people don't think"
+    head = small_engines.stt.transcribe(np.concatenate([audio[:cut], np.zeros(3200, np.float32)]))
+    assert head.text.lower().startswith("many people don't think")
+    rest = "about them as dinosaurs because they have feathers and can fly"
+    alone = small_engines.stt.transcribe(audio[cut:]).text
+    with_context = small_engines.stt.transcribe(audio, heard_before=head.text).text
+    assert wer(rest, with_context) <= 0.1 < wer(rest, alone), (with_context, alone)
+
+
+def _speech_frames(audio: np.ndarray) -> list:
+    pcm = (audio * 32767).astype(np.int16).tobytes()
+    chunk = 640  # 20 ms at 16 kHz
+    return [
+        InputAudioRawFrame(audio=pcm[i : i + chunk], sample_rate=16000, num_channels=1)
+        for i in range(0, len(pcm), chunk)
+    ]
+
+
+async def test_the_stt_service_gives_a_piece_after_a_pushed_one_its_left_context(small_engines):
+    """The caller pauses after "think" long enough for that piece to be pushed, then goes on:
+    the second transcript is decoded with the first piece's audio and words before it."""
+    samples = decode_audio_file(CLEAN / "fleurs_en_004.wav").samples.astype(np.float32)
+    audio = samples * (0.3 / np.abs(samples).max())
+    cut = 16000
+    stt = WhisperSTTService(small_engines.stt)
+    frames = [
+        VADUserStartedSpeakingFrame(),
+        *_speech_frames(audio[:cut]),
+        VADUserStoppedSpeakingFrame(),
+        SleepFrame(sleep=2.0),  # the first piece is decoded and pushed
+        VADUserStartedSpeakingFrame(),
+        *_speech_frames(audio[cut:]),
+        VADUserStoppedSpeakingFrame(),
+        SleepFrame(sleep=3.0),
+    ]
+    down, _ = await run_test(stt, frames_to_send=frames)
+    texts = [f.text for f in down if isinstance(f, TranscriptionFrame)]
+    assert len(texts) == 2, texts
+    assert texts[0].lower().startswith("many people don't think")
+    rest = "about them as dinosaurs because they have feathers and can fly"
+    assert wer(rest, texts[1]) <= 0.1, texts
 
 
 def test_silence_and_noise_decode_to_nothing(small_engines):

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import CLEAN, REPO
 from tests.test_audio_and_stt import normalise, wer
+from voice_agent.acknowledgement import ACKNOWLEDGEMENTS
 from voice_agent.audio import decode_audio_file
 from voice_agent.storage import CallStore
 
@@ -52,7 +53,11 @@ def test_call_jfk_with_the_default_models_prints_a_complete_json_report(tmp_path
     # the reply audio says the reply text: transcribe it back with the real STT
     audio = decode_audio_file(turn["reply_audio"]).samples.astype(np.float32) / 32768
     heard = small_engines.stt.transcribe(audio).text
-    assert wer(turn["reply"], heard) <= 0.3, (turn["reply"], heard)
+    # (an "Okay." said while the caller still counted as talking is in the text, not the audio)
+    answer = turn["reply"]
+    for ack in ACKNOWLEDGEMENTS:
+        answer = answer.removeprefix(ack)
+    assert min(wer(turn["reply"], heard), wer(answer, heard)) <= 0.3, (turn["reply"], heard)
     # stored like a real call
     store = CallStore(f"sqlite:///{tmp_path / 'voice_agent.db'}")
     stored = store.get_call(report["call_id"])

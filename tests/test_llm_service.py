@@ -46,6 +46,7 @@ def service(engine, **kw) -> LocalLLMService:
         temperature=0.0,
         seed=1,
         system_instruction="You are an IT helpdesk agent. Answer in one sentence.",
+        function_calling=kw.pop("function_calling", True),
         **kw,
     )
 

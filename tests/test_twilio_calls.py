@@ -53,7 +53,8 @@ async def test_a_phone_call_is_answered_aloud_and_stored(small_engines, tmp_path
     assert call["status"] == "completed" and call["end_reason"] == "caller_hung_up"
     said = [t for t in call["turns"] if t["user_text"]]
     heard = " ".join(t["user_text"] for t in said).lower()
-    assert "assistance" in heard and "train" in heard
+    # (cut at the caller's pause, Whisper tiny hears "assistance" or "assistant")
+    assert "assist" in heard and "train" in heard
     reply = said[-1]
     assert reply["bot_text"].strip()
     st = reply["stages"]
@@ -185,10 +186,11 @@ async def test_a_socket_dropped_mid_reply_keeps_the_record_and_the_server(small_
             await call.speak(load_phone_audio(CLIP), tail_secs=0.0)
             before = call.bot_media  # the greeting has been sent by now; what follows is the reply
             deadline = time.monotonic() + 30
-            while call.bot_media <= before + 5 and time.monotonic() < deadline:
+            # past the acknowledgement ("Okay.", ~25 frames): the answer itself is playing
+            while call.bot_media <= before + 60 and time.monotonic() < deadline:
                 await call.send(call.media(b"\xff" * 160))
                 await asyncio.sleep(0.02)
-            assert call.bot_media > before + 5  # the reply is playing...
+            assert call.bot_media > before + 60  # the reply is playing...
         await listener  # ...and the caller is gone without a stop
         # the server goes on: another call is answered
         result = await dial(f"ws://{host}/twilio/media", [(str(CLIP2), load_phone_audio(CLIP2))])

@@ -6,10 +6,14 @@ Stages (seconds since the epoch):
   the VAD stop minus its configured stop delay: when the caller actually went quiet)
 - ``stt_done``: the transcript is ready
 - ``turn_end``: the turn detector (smart-turn) decided the caller has finished
+- ``triage_done``: the caller's problem has a category and priority (first problem turn only)
+- ``lookup_done``: the runbook search for this turn returned
 - ``llm_first_token``: the language model's first token
 - ``first_sentence``: the first sentence handed to text-to-speech
 - ``tts_first_audio``: the first synthesized audio
-- ``first_audio_out``: the first reply audio written to the transport (what the caller hears)
+- ``first_audio_out``: the first reply audio written to the transport (what the caller hears;
+  may be a short acknowledgement)
+- ``answer_audio_out``: the first audio that carries the answer's content
 - ``bot_done``: the transport has sent the whole reply (or it was cut off)
 - ``reply_heard``: the caller's side confirms the reply finished playing (Twilio ``mark`` echo);
   only for transports that report playback
@@ -50,10 +54,13 @@ STAGES = (
     "speech_end",
     "stt_done",
     "turn_end",
+    "triage_done",
+    "lookup_done",
     "llm_first_token",
     "first_sentence",
     "tts_first_audio",
     "first_audio_out",
+    "answer_audio_out",
     "bot_done",
     "reply_heard",
 )
@@ -66,6 +73,7 @@ LATENCIES = {
     "first_sentence_secs": ("turn_end", "first_sentence"),
     "tts_first_audio_secs": ("first_sentence", "tts_first_audio"),
     "voice_to_voice_secs": ("speech_end", "first_audio_out"),
+    "voice_to_answer_secs": ("speech_end", "answer_audio_out"),
 }
 
 
@@ -91,9 +99,9 @@ class TurnRecord:
 
     def discard_unheard_reply(self) -> None:
         """The caller went on talking before any reply audio played: that reply never happened."""
-        if "first_audio_out" in self.stages:
+        if "answer_audio_out" in self.stages:
             return
-        for stage in ("llm_first_token", "first_sentence", "tts_first_audio"):
+        for stage in ("llm_first_token", "first_sentence", "tts_first_audio", "first_audio_out"):
             self.stages.pop(stage, None)
         self.bot_text = ""
         self.prompt_tokens = self.completion_tokens = None
@@ -176,17 +184,57 @@ class TurnRecorder(BaseObserver):
         self._next_index = 0
         self._llm_running = False
         self._bot_speaking = False
+        # acknowledgement of the current turn: None | "queued" | "playing" | "done"
+        # whether the current turn's answer has been decided (flow words, the model, a fallback);
+        # bot audio before that is the acknowledgement ("Okay.")
+        self._answering = False
+        self._acked_turn: int | None = None
         self.turns: list[TurnRecord] = []
 
     # -- public API for the call runner ------------------------------------------------------
     def open_bot_turn(self, kind: str, text: str) -> None:
         """The bot speaks unprompted (greeting, fallback): record it as its own turn."""
         turn = self._turn
-        if turn is None or turn.kind != "reply" or "first_audio_out" in turn.stages:
+        if turn is None or turn.kind != "reply" or "answer_audio_out" in turn.stages:
             turn = self._open(kind)
         elif turn.kind == "reply" and not turn.user_text:
             turn.kind = kind
         turn.bot_text = (turn.bot_text + " " + text).strip()
+        self._answering = True
+
+    def may_acknowledge(self) -> bool:
+        """Once per turn, and only while the caller's turn has no answer yet."""
+        turn = self._turn
+        return (
+            turn is not None
+            and turn.kind == "reply"
+            and not self._bot_speaking
+            and self._acked_turn != turn.index
+            and "answer_audio_out" not in turn.stages
+        )
+
+    def start_ack(self, text: str) -> None:
+        """A short acknowledgement is about to be spoken before this turn's answer."""
+        turn = self._turn
+        if turn is None:
+            return
+        self._acked_turn = turn.index
+        turn.bot_text = (text + " " + turn.bot_text).strip()
+
+    @property
+    def answering(self) -> bool:
+        """False while only the acknowledgement can be playing (transports name marks by it)."""
+        return self._answering
+
+    @property
+    def bot_speaking(self) -> bool:
+        return self._bot_speaking
+
+    def speech_secs(self) -> float:
+        turn = self._turn
+        if turn is None or "speech_start" not in turn.stages:
+            return 0.0
+        return turn.stages.get("speech_end", time.time()) - turn.stages["speech_start"]
 
     def note_error(self, code: str) -> None:
         turn = self._turn or self._open("fallback")
@@ -211,6 +259,7 @@ class TurnRecorder(BaseObserver):
         turn = TurnRecord(index=self._next_index, kind=kind)
         self._next_index += 1
         self._turn = turn
+        self._answering = False
         return turn
 
     async def _close(self) -> None:
@@ -228,7 +277,18 @@ class TurnRecorder(BaseObserver):
         turn = self._turn
 
         if isinstance(frame, VADUserStartedSpeakingFrame):
-            if turn is not None and (self._bot_speaking or "first_audio_out" in turn.stages):
+            if (
+                turn is not None
+                and turn.kind == "reply"
+                and not self._answering
+                and "answer_audio_out" not in turn.stages
+                and "speech_start" in turn.stages
+            ):
+                # the caller went on after a pause (maybe after the acknowledgement): same turn,
+                # and the end of it may be acknowledged again
+                turn.discard_unheard_reply()
+                self._acked_turn = None
+            elif turn is not None and (self._bot_speaking or "answer_audio_out" in turn.stages):
                 if self._bot_speaking:
                     turn.interrupted = True
                 turn.mark("bot_done", at)
@@ -238,6 +298,7 @@ class TurnRecorder(BaseObserver):
                 turn = self._open("reply")
             elif turn.kind == "reply":
                 turn.discard_unheard_reply()
+                self._answering = False
             turn.mark("speech_start", at)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             if turn is not None:
@@ -251,27 +312,33 @@ class TurnRecorder(BaseObserver):
                 turn.mark("turn_end", at, overwrite=True)
         elif isinstance(frame, LLMFullResponseStartFrame):
             self._llm_running = True
+            self._answering = True
         elif isinstance(frame, LLMFullResponseEndFrame):
             self._llm_running = False
             await self._maybe_close()
         elif isinstance(frame, LLMTextFrame):
             turn = turn or self._open("reply")
+            self._answering = True
             turn.mark("llm_first_token", at)
             turn.bot_text += frame.text
         elif isinstance(frame, TTSSpeakFrame):
             pass  # recorded by open_bot_turn when the runner queues it
         elif isinstance(frame, TTSStartedFrame):
-            if turn is not None:
+            if turn is not None and self._answering:
                 turn.mark("first_sentence", at)
         elif isinstance(frame, TTSAudioRawFrame):
-            if turn is not None:
+            if turn is not None and self._answering:
                 turn.mark("tts_first_audio", at)
         elif isinstance(frame, BotStartedSpeakingFrame):
             self._bot_speaking = True
             if turn is not None:
                 turn.mark("first_audio_out", at)
+                if self._answering:
+                    turn.mark("answer_audio_out", at)
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._bot_speaking = False
+            if not self._answering:
+                return  # only the acknowledgement has played: the turn goes on
             if turn is not None:
                 turn.mark("bot_done", at, overwrite=True)
             await self._maybe_close()
@@ -301,7 +368,7 @@ class TurnRecorder(BaseObserver):
             turn is not None
             and not self._llm_running
             and not self._bot_speaking
-            and "first_audio_out" in turn.stages
+            and "answer_audio_out" in turn.stages
             and (not self._wait_for_marks or "reply_heard" in turn.stages)
         ):
             await self._close()

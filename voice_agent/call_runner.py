@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
+from pipecat.flows import FlowManager
 from pipecat.frames.frames import EndFrame, ErrorFrame, TTSSpeakFrame
 from pipecat.observers.base_observer import BaseObserver
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -22,13 +23,19 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
 from flows import prompts
+from flows.conversation import HelpdeskConversation
+from flows.runbooks import RunbookGuide
+from flows.services import HelpdeskServices, Reply
+from voice_agent.acknowledgement import Acknowledger
 from voice_agent.call_control import HUMAN_DIGIT, KeypadListener
 from voice_agent.call_records import TurnRecord, TurnRecorder
 from voice_agent.engines import Engines
-from voice_agent.grounding import RunbookGrounder, TurnNote
+from voice_agent.flow_processor import HelpdeskFlowProcessor, TurnNote
 from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
+from voice_agent.recording import CallRecording, recording_path
 from voice_agent.storage import CallStore
 from voice_agent.stt import Transcript, WhisperSTTService
+from voice_agent.tickets import make_ticket_service
 from voice_agent.tts import PiperTTSService
 
 MAX_FALLBACKS_PER_CALL = 5
@@ -128,20 +135,33 @@ async def run_call(
     llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), note)
     tts = PiperTTSService(engines.tts)
     context = LLMContext()
-    aggregators = make_context_aggregators(context, settings)
+
+    async def speak_acknowledgement(phrase: str) -> None:
+        recorder.start_ack(phrase)
+        assert task is not None
+        await task.queue_frame(TTSSpeakFrame(phrase, append_to_context=False))
+
+    acknowledger = Acknowledger(speak_acknowledgement)
+
+    async def on_turn_complete() -> None:
+        if recorder.may_acknowledge():
+            await acknowledger.turn_complete(speech_secs=recorder.speech_secs())
+
+    aggregators = make_context_aggregators(
+        context, settings, on_turn_complete if settings.acknowledge_turns else None
+    )
     handle: CallHandle | None = None
     transferring = False
 
-    async def on_digit(digit: str) -> None:
+    async def transfer_call() -> None:
+        """Hand the live call to a human (keypad 0, or the conversation decided to)."""
         nonlocal transferring
-        log.info(f"caller pressed {digit}")
-        if digit != HUMAN_DIGIT or transferring:
+        if transferring:
             return
         if transfer is None:
             await say("fallback", prompts.CANNOT_TRANSFER)
             return
         transferring = True
-        await say("transfer", prompts.TRANSFERRING)
         try:
             await transfer()
         except Exception as e:
@@ -152,35 +172,69 @@ async def run_call(
             return
         assert handle is not None
         handle.end_reason = "transferred"
+        await update_call(outcome="transferred")
 
-    def grounded(citations: list[dict], error: str | None) -> None:
-        turn = recorder.current
-        if turn is not None:
-            turn.citations = citations
-            turn.error_code = turn.error_code or error
+    async def on_digit(digit: str) -> None:
+        log.info(f"caller pressed {digit}")
+        if digit != HUMAN_DIGIT or transferring:
+            return
+        if transfer is not None:
+            await say("transfer", prompts.TRANSFERRING)
+        await transfer_call()
 
-    async def open_ticket(summary: str) -> str | None:
+    async def update_call(**fields) -> None:
         try:
-            number = await asyncio.to_thread(
-                store.open_ticket,
-                summary=summary,
-                call_id=call_id,
-                caller=caller,
-                reason="runbooks_unavailable",
-            )
-        except Exception:
-            log.exception("could not open a ticket")
-            return None
-        log.info(f"ticket {number} opened: the runbooks are unavailable")
-        return number
+            await asyncio.to_thread(store.update_call, call_id, **fields)
+        except Exception:  # the record is incomplete; the call goes on
+            log.exception(f"could not update the call record with {sorted(fields)}")
 
-    grounder = RunbookGrounder(
-        engines.knowledge,
+    async def on_triage(result, secs: float) -> None:
+        triage = {
+            "category": result.category,
+            "priority": result.priority,
+            "confidence": round(float(result.confidence), 3),
+            "source": result.source,
+            "latency_ms": round(secs * 1000, 1),
+        }
+        await update_call(category=result.category, priority=result.priority, triage=triage)
+
+    def on_reply(reply: Reply) -> None:
+        turn = recorder.current
+        if turn is None:
+            return
+        turn.citations = reply.citations or turn.citations
+        turn.error_code = turn.error_code or reply.error
+        for stage, at in reply.stages.items():
+            turn.mark(stage, at, overwrite=True)  # the words the turn was finally answered on
+
+    tickets = make_ticket_service(settings, store)
+    services = HelpdeskServices(
+        runbooks=RunbookGuide(engines.knowledge, top_k=settings.kb_top_k),
+        triage=engines.triage,
+        tickets=tickets,
+        call_id=call_id,
+        caller_phone=caller,
+        can_transfer=transfer is not None,
+        company=settings.company_name,
+        on_triage=on_triage,
+        on_caller=lambda name, number: update_call(caller_name=name, callback_number=number),
+        on_outcome=lambda outcome: update_call(outcome=outcome),
+    )
+
+    async def hang_up() -> None:
+        assert task is not None
+        await task.queue_frame(EndFrame())
+
+    flow_turns = HelpdeskFlowProcessor(
+        None,  # set below, once the flow manager has its worker
         note,
-        top_k=settings.kb_top_k,
-        on_grounded=grounded,
+        on_reply=on_reply,
         on_say=lambda text: recorder.open_bot_turn("reply", text),
-        open_ticket=open_ticket,
+        transfer=transfer_call,
+        hang_up=hang_up,
+    )
+    recording = (
+        CallRecording(recording_path(settings.data_dir, call_id)) if settings.record_calls else None
     )
     pipeline = build_pipeline(
         transport,
@@ -188,9 +242,10 @@ async def run_call(
         aggregators,
         llm,
         tts,
-        grounding=grounder,
+        conversation=flow_turns,
         call_control=[KeypadListener(on_digit)],
         before_output=before_output(recorder) if before_output else [],
+        recording=recording.processor if recording else None,
     )
     task = PipelineWorker(
         pipeline,
@@ -231,6 +286,10 @@ async def run_call(
         idle_prompts = 0
 
     handle = CallHandle(call_id, task, recorder)
+    flow = FlowManager(llm=llm, context_aggregator=aggregators, worker=task, transport=transport)
+    conversation = HelpdeskConversation(services, flow)
+    flow_turns.conversation = conversation
+    await conversation.start()
 
     async def caller_left(*_args) -> None:
         log.info("the caller's connection closed")
@@ -239,7 +298,8 @@ async def run_call(
 
     if "on_client_disconnected" in getattr(transport, "_event_handlers", {}):
         transport.add_event_handler("on_client_disconnected", caller_left)
-    await say("greeting", prompts.greeting(settings.company_name))
+    notice = settings.recording_notice if settings.record_calls else None
+    await say("greeting", prompts.greeting(settings.company_name, notice))
     if on_started is not None:
         maybe = on_started(handle)
         if asyncio.iscoroutine(maybe):
@@ -257,7 +317,12 @@ async def run_call(
         status, error = "failed", f"{type(e).__name__}: {e}"
         log.exception("call failed")
     finally:
+        if recording is not None:
+            recording.close()
+        await tickets.aclose()
         await recorder.flush()
+        if conversation.state.get("outcome") is None and handle.end_reason != "transferred":
+            await update_call(outcome="abandoned")
         try:
             await asyncio.to_thread(
                 store.end_call, call_id, status=status, end_reason=handle.end_reason, error=error

@@ -12,15 +12,25 @@ import typer
 from loguru import logger
 
 from models import store as model_store
+from voice_agent.bench.cli import bench_app
 from voice_agent.cli_options import ConfigOpt
 from voice_agent.cli_options import settings_or_exit as _settings
+from voice_agent.console.cli import users_app
 from voice_agent.knowledge.cli import kb_app
+from voice_agent.migrations.cli import db_app
 from voice_agent.settings import Settings
+from voice_agent.tickets.cli import tickets_app
+from voice_agent.triage.cli import triage_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk voice agent")
 models_app = typer.Typer(no_args_is_help=True, help="Assemble, verify and list model weights")
 app.add_typer(models_app, name="models")
 app.add_typer(kb_app, name="kb")
+app.add_typer(triage_app, name="triage", help="Triage: category and priority of IT problems")
+app.add_typer(tickets_app, name="tickets", help="The built-in ticket store")
+app.add_typer(users_app, name="users", help="Supervisor console accounts")
+app.add_typer(db_app, name="db", help="Database migrations")
+app.add_typer(bench_app, name="bench", help="Benchmarks (turn latency)")
 
 
 def _setup_logging(settings: Settings, quiet: bool = False) -> None:
@@ -72,10 +82,15 @@ def serve(
 
 @app.command()
 def call(
-    audio: Annotated[
-        list[Path], typer.Option("--audio", help="Audio file for a caller turn (repeatable)")
-    ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the reply WAV files")],
+    audio: Annotated[
+        list[Path] | None,
+        typer.Option("--audio", help="Audio file for a caller turn (repeatable)"),
+    ] = None,
+    say: Annotated[
+        list[str] | None,
+        typer.Option("--say", help="A caller turn as text, spoken by the Piper voice (repeatable)"),
+    ] = None,
     more_audio: Annotated[
         list[Path] | None,
         typer.Argument(help="More caller turns: --audio A.wav B.wav C.flac", show_default=False),
@@ -86,17 +101,22 @@ def call(
     stt_model: Annotated[str | None, typer.Option(help="STT model name or folder")] = None,
     reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 90.0,
 ) -> None:
-    """Simulate a call: each audio file is one caller turn, through the real pipeline."""
-    from voice_agent.simulated_call import simulate_call
+    """Simulate a call: each audio file (or --say text) is one caller turn, through the real
+    pipeline."""
+    from voice_agent.simulated_call import simulate_call, synthesize_utterances
     from voice_agent.storage import CallStore
 
+    if not audio and not more_audio and not say:
+        typer.echo("give the caller's turns: --audio FILE ... or --say TEXT ...", err=True)
+        raise typer.Exit(2)
     settings = _settings(config, llm_model=llm_model, stt_model=stt_model)
     _setup_logging(settings, quiet=as_json)
     engines = _load_engines(settings)
-    store = CallStore(settings.resolved_database_url)
+    store = CallStore.from_settings(settings)
+    spoken = synthesize_utterances(list(say or []), engines, out / "caller") if say else []
     report = asyncio.run(
         simulate_call(
-            [*audio, *(more_audio or [])],
+            [*(audio or []), *(more_audio or []), *spoken],
             engines=engines,
             store=store,
             out_dir=out,
@@ -128,6 +148,16 @@ def _print_report(report: dict) -> None:
         typer.echo(f"  latency: {lat}")
         if turn["reply_audio"]:
             typer.echo(f"  audio:  {turn['reply_audio']}")
+    call = report.get("call") or {}
+    if call.get("category"):
+        typer.echo(
+            f"triage: {call['category']} {call['priority']}; outcome: {call.get('outcome') or '-'}"
+        )
+    for ticket in report.get("tickets", []):
+        typer.echo(
+            f"ticket {ticket['number']}: {ticket['category']} {ticket['priority']} "
+            f"({ticket['status']}) {ticket['summary']}"
+        )
 
 
 @app.command()

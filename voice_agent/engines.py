@@ -17,11 +17,13 @@ from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnal
 
 from flows.prompts import system_prompt
 from models.store import resolve
+from voice_agent.acknowledgement import ACKNOWLEDGEMENTS
 from voice_agent.knowledge.retriever import HybridRetriever
 from voice_agent.knowledge.store import KnowledgeError, KnowledgeStore
 from voice_agent.llm import LlamaEngine
 from voice_agent.settings import Settings
 from voice_agent.stt import WhisperEngine
+from voice_agent.triage.service import Triager
 from voice_agent.tts import PiperEngine
 
 
@@ -51,6 +53,7 @@ class Engines:
     model_names: dict[str, str] = field(default_factory=dict)
     load_secs: float = 0.0
     knowledge: HybridRetriever | None = None  # None: the runbooks could not be opened
+    triage: Triager | None = None  # category + priority of a caller's problem
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -71,6 +74,7 @@ class Engines:
             beam_size=settings.stt_beam_size,
         )
         tts = PiperEngine(tts_path, use_cuda=settings.tts_use_cuda)
+        tts.remember(ACKNOWLEDGEMENTS)
         llm = None
         if llm_path is not None:
             llm = LlamaEngine(
@@ -84,12 +88,13 @@ class Engines:
             logger.info(f"system prompt evaluated and cached in {warm:.2f}s")
         SharedSmartTurn()  # load the turn model now, not on the first call
         knowledge = open_knowledge(settings)
+        triage = Triager.load(settings, llm_engine=llm)
         names = {
             "stt": settings.stt_model,
             "tts": settings.tts_voice,
             "llm": settings.llm_model if llm else f"{settings.llm_base_url} {settings.llm_model}",
         }
-        return cls(settings, stt, tts, llm, names, time.perf_counter() - started, knowledge)
+        return cls(settings, stt, tts, llm, names, time.perf_counter() - started, knowledge, triage)
 
 
 def open_knowledge(settings: Settings) -> HybridRetriever | None:

@@ -235,6 +235,7 @@ class LocalLLMService(OpenAILLMService):
         system_instruction: str | None = None,
         max_history_messages: int = 8,
         turn_note: Callable[[], str | None] | None = None,
+        function_calling: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -250,6 +251,7 @@ class LocalLLMService(OpenAILLMService):
         self._seed = seed
         self._max_history = max_history_messages
         self._turn_note = turn_note
+        self._function_calling = function_calling
 
     def create_client(self, *args, **kwargs):  # no HTTP client: generation is in process
         return None
@@ -266,7 +268,7 @@ class LocalLLMService(OpenAILLMService):
         tools = params.get("tools")
         tools = tools if isinstance(tools, list) and tools else None
         mode, only = tool_choice_target(params.get("tool_choice"))
-        if mode == "none":
+        if mode == "none" or not self._function_calling:
             tools = None
         return self._completion_chunks(messages, tools, mode, only)
 

@@ -3,10 +3,12 @@
     caller audio in (transport, resampled to 16 kHz with soxr)
       -> speech-to-text (faster-whisper on each utterance Silero VAD segments)
       -> user turn (Silero VAD + smart-turn decide the caller has finished; barge-in interrupts)
-      -> runbooks (hybrid search; the matching runbook's steps become this turn's note)
+      -> conversation (flows/: triage, runbook steps, tickets, hand-off; speaks directly when
+         the answer is known, else gives the model a one-line note for this turn)
       -> language model (llama.cpp in process, or an OpenAI-compatible server)
       -> text-to-speech (Piper, sentence by sentence as the model streams)
       -> reply audio out (transport)
+      -> call recording (only when enabled)
       -> assistant turn (what the caller heard goes back into the conversation)
 
 Every transport (simulated caller, Twilio, WebRTC) ends in this same pipeline via the call runner.
@@ -14,7 +16,7 @@ Every transport (simulated caller, Twilio, WebRTC) ends in this same pipeline vi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.vad.silero import SileroVADAnalyzer
@@ -29,12 +31,10 @@ from pipecat.processors.frame_processor import FrameProcessor
 from pipecat.services.llm_service import LLMService
 from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.base_transport import BaseTransport
-from pipecat.turns.user_stop import (
-    SpeechTimeoutUserTurnStopStrategy,
-    TurnAnalyzerUserTurnStopStrategy,
-)
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from voice_agent.acknowledgement import AcknowledgingTurnStop
 from voice_agent.engines import Engines, SharedSmartTurn
 from voice_agent.llm import LocalLLMService, with_turn_note
 from voice_agent.settings import Settings
@@ -49,23 +49,26 @@ def build_pipeline(
     llm: LLMService,
     tts: PiperTTSService,
     *,
-    grounding: FrameProcessor | None = None,
+    conversation: FrameProcessor | None = None,
     call_control: list[FrameProcessor] = (),
     before_output: list[FrameProcessor] = (),
+    recording: FrameProcessor | None = None,
 ) -> Pipeline:
     """``call_control``: keypad and other caller requests; ``before_output``: what a transport
-    needs beside the audio (e.g. Twilio playback marks)."""
+    needs beside the audio (e.g. Twilio playback marks); ``recording``: both sides' audio to a
+    file, when recording is on."""
     return Pipeline(
         [
             transport.input(),
             *call_control,
             stt,
             context.user(),
-            *([grounding] if grounding else []),
+            *([conversation] if conversation else []),
             llm,
             tts,
             *before_output,
             transport.output(),
+            *([recording] if recording else []),
             context.assistant(),
         ]
     )
@@ -79,13 +82,23 @@ class OpenAICompatibleLLMService(OpenAILLMService):
 
     supports_developer_role = False
 
-    def __init__(self, *args, turn_note: Callable[[], str | None] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        turn_note: Callable[[], str | None] | None = None,
+        function_calling: bool = True,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self._turn_note = turn_note
+        self._function_calling = function_calling
 
     def build_chat_completion_params(self, params_from_context) -> dict:
         params = super().build_chat_completion_params(params_from_context)
         params["messages"] = with_turn_note(list(params["messages"]), self._turn_note)
+        if not self._function_calling:
+            params.pop("tools", None)
+            params.pop("tool_choice", None)
         return params
 
 
@@ -109,6 +122,7 @@ def make_llm_service(
                 system_instruction=system_instruction,
             ),
             turn_note=turn_note,
+            function_calling=settings.llm_function_calling is not False,
         )
     assert engines.llm is not None
     return LocalLLMService(
@@ -119,11 +133,19 @@ def make_llm_service(
         system_instruction=system_instruction,
         turn_note=turn_note,
         max_history_messages=settings.max_history_messages,
+        function_calling=bool(settings.llm_function_calling),
     )
 
 
-def make_context_aggregators(context: LLMContext, settings: Settings) -> LLMContextAggregatorPair:
-    """User turn-taking: Silero VAD for speech, smart-turn v3 for end of turn, barge-in on."""
+def make_context_aggregators(
+    context: LLMContext,
+    settings: Settings,
+    on_turn_complete: Callable[[], Awaitable[None]] | None = None,
+) -> LLMContextAggregatorPair:
+    """User turn-taking: Silero VAD for speech, smart-turn v3 for end of turn, barge-in on.
+
+    ``on_turn_complete`` runs as soon as smart-turn judges the caller finished, before the
+    transcript is ready (the acknowledgement hooks in here)."""
     vad = SileroVADAnalyzer(
         params=VADParams(
             confidence=settings.vad_confidence,
@@ -135,7 +157,9 @@ def make_context_aggregators(context: LLMContext, settings: Settings) -> LLMCont
         # smart-turn judges whether the caller's words sound finished; when it says "not yet",
         # it answers anyway after turn_max_silence_secs of silence
         analyzer = SharedSmartTurn(params=SmartTurnParams(stop_secs=settings.turn_max_silence_secs))
-        stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=analyzer)]
+        strategy = AcknowledgingTurnStop(turn_analyzer=analyzer)
+        strategy.on_turn_complete = on_turn_complete
+        stop = [strategy]
     else:
         stop = [SpeechTimeoutUserTurnStopStrategy()]
     return LLMContextAggregatorPair(

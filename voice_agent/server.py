@@ -1,7 +1,7 @@
 """The FastAPI server: loads the models once at start-up, then serves calls.
 
 Call records hold callers' words, so no endpoint exposes them without authentication; the
-supervisor console (with accounts and roles) is where they will be read.
+supervisor console (``/console``, accounts and roles) is where they are read.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ from loguru import logger
 
 from telephony.twilio_routes import twilio_router
 from telephony.webrtc import webrtc_router
+from voice_agent.console.routes import console_router
 from voice_agent.engines import Engines
 from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
+from voice_agent.tickets import make_ticket_service
+from voice_agent.tickets.service import TicketService
 
 
 def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.store = CallStore(settings.resolved_database_url)
+        app.state.store = CallStore.from_settings(settings)
         app.state.engines = engines or await asyncio.to_thread(Engines.load, settings)
         logger.info(f"models ready in {app.state.engines.load_secs:.1f}s")
         if not settings.twilio_configured:
@@ -32,12 +35,18 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
                 "VOICE_AGENT_TWILIO_AUTH_TOKEN): media streams on /twilio/media work, but "
                 "Twilio webhooks are refused and calls cannot be transferred or hung up."
             )
+        # tickets that could not reach the ITSM system earlier are pushed now, in the background
+        tickets = make_ticket_service(settings, app.state.store)
+        sync = asyncio.create_task(_retry_ticket_sync(tickets))
         yield
+        sync.cancel()
+        await tickets.aclose()
 
     app = FastAPI(title="Helpdesk voice agent", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(twilio_router(settings))
     app.include_router(webrtc_router(settings))
+    app.include_router(console_router(settings))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -49,3 +58,12 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
         }
 
     return app
+
+
+async def _retry_ticket_sync(tickets: TicketService) -> None:
+    try:
+        pushed = await tickets.retry_sync()
+        if pushed:
+            logger.info(f"{pushed} ticket(s) pushed to the ITSM system after an earlier failure")
+    except Exception as e:  # the ITSM system is still down: the next start-up tries again
+        logger.warning(f"ticket sync retry failed: {e}")

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
         default=None, description="OpenAI-compatible endpoint, e.g. http://gpu-box:8080/v1"
     )
     llm_api_key: str = "not-needed"
+    llm_function_calling: bool | None = Field(
+        default=None,
+        description=(
+            "Offer the call flow's functions (open a ticket, transfer, ...) to the model as tools. "
+            "Default: on for an OpenAI-compatible server, off for the local CPU model, where the "
+            "flow calls them itself and tool schemas would cost ~200 prompt tokens per turn"
+        ),
+    )
 
     tts_voice: str = "piper-joe-medium"
     tts_use_cuda: bool = False
@@ -72,6 +80,10 @@ class Settings(BaseSettings):
     vad_stop_secs: float = 0.2
     smart_turn: bool = True
     turn_max_silence_secs: float = 1.5
+    acknowledge_turns: bool = Field(
+        default=True,
+        description='say "Okay." as soon as the caller has finished, before the answer is ready',
+    )
     user_idle_secs: float = 10.0
 
     # Telephony (Twilio). Without credentials the media socket still works (calls can be
@@ -104,7 +116,52 @@ class Settings(BaseSettings):
 
     # Conversation
     company_name: str = "Example Corp"
+    record_calls: bool = Field(
+        default=False, description="record both sides of every call to data_dir/recordings"
+    )
+    recording_notice: str = "This call is recorded for quality and training."
     max_history_messages: int = 8
+
+    # PII redaction of what callers say before it is stored (voice_agent/redaction.py)
+    redact_pii: bool = True
+    redact_kinds: list[Literal["email", "phone", "card", "password"]] = Field(
+        default_factory=lambda: ["email", "phone", "card", "password"]
+    )
+
+    # Supervisor console (/console): accounts come from `voice-agent users add NAME --role ...`
+    console_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs console session cookies; default: generated once into "
+        "data_dir/console_secret.key (0600)",
+    )
+    console_session_hours: float = Field(default=12.0, gt=0, description="absolute session life")
+    console_idle_minutes: float = Field(default=60.0, gt=0, description="idle session timeout")
+    console_secure_cookies: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="auto: Secure cookies except over plain http to localhost/loopback",
+    )
+
+    # Tickets: the built-in ticket table, mirrored to an external ITSM system when one is set.
+    itsm_backend: Literal["none", "servicenow"] = "none"
+    servicenow_instance_url: str | None = Field(
+        default=None, description="e.g. https://acme.service-now.com"
+    )
+    servicenow_username: str | None = None
+    servicenow_password: SecretStr | None = None
+    servicenow_timeout_secs: float = 5.0
+
+    # Triage (category + priority of a call)
+    triage_taxonomy: Path | None = Field(
+        default=None, description="Taxonomy TOML; default: the packaged one"
+    )
+    triage_model: Path | None = Field(
+        default=None, description="Folder with model.json + model.npz; default: packaged model"
+    )
+    triage_min_confidence: float = Field(
+        default=0.6, description="Below this classifier confidence the LLM (or a rule) decides"
+    )
+    triage_llm_fallback: bool = False
+    triage_llm_timeout_secs: float = 6.0
 
     @property
     def twilio_configured(self) -> bool:

@@ -141,4 +141,18 @@ async def simulate_call(
         on_started=started,
         **({"make_llm": make_llm} if make_llm is not None else {}),
     )
-    return build_report(result.call_id, result.status, caller, result.turns, out_dir)
+    report = build_report(result.call_id, result.status, caller, result.turns, out_dir)
+    stored = store.get_call(result.call_id) or {}
+    report["call"] = {k: stored.get(k) for k in ("category", "priority", "triage", "outcome")}
+    report["tickets"] = store.tickets_for_call(result.call_id)
+    return report
+
+
+def synthesize_utterances(texts: list[str], engines: Engines, out_dir: Path) -> list[Path]:
+    """Caller turns spoken by the Piper voice, for a call scripted as text (``--say``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, text in enumerate(texts, start=1):
+        pcm = engines.tts.synthesize(text)
+        paths.append(write_wav(out_dir / f"caller_{i:02d}.wav", pcm, engines.tts.sample_rate))
+    return paths

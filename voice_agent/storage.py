@@ -1,4 +1,8 @@
-"""Call records in a real database (SQLAlchemy 2; a SQLite file by default, any SQLAlchemy URL).
+"""Call records in a real database (SQLAlchemy 2; a SQLite file by default, or PostgreSQL:
+``postgresql+psycopg://user:password@host/db``).
+
+Opening a store upgrades its schema to this release's (Alembic, :mod:`voice_agent.migrations`).
+What callers said passes PII redaction (:mod:`voice_agent.redaction`) before it is written.
 
 A call row is written when the call starts, each turn as soon as it ends, and the call row again
 when the call ends: a crash mid-call loses at most the turn in progress.
@@ -7,10 +11,11 @@ when the call ends: a crash mid-call loses at most the turn in progress.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -23,14 +28,16 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
-    inspect,
     select,
-    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
+from voice_agent import migrations, redaction
 from voice_agent.call_records import STAGES, TurnRecord
+
+if TYPE_CHECKING:
+    from voice_agent.settings import Settings
 
 
 def utcnow() -> datetime:
@@ -54,6 +61,17 @@ class Call(Base):
     end_reason: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # what the call was about and how it ended (filled in as the conversation learns it)
+    caller_name: Mapped[str | None] = mapped_column(String(128))
+    callback_number: Mapped[str | None] = mapped_column(String(32))
+    category: Mapped[str | None] = mapped_column(String(32), index=True)
+    priority: Mapped[str | None] = mapped_column(String(4), index=True)
+    triage: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON
+    )  # category, priority, confidence, source
+    outcome: Mapped[str | None] = mapped_column(
+        String(16), index=True
+    )  # resolved|ticket|transferred|abandoned
     turns: Mapped[list[Turn]] = relationship(
         back_populates="call", order_by="Turn.index", cascade="all, delete-orphan"
     )
@@ -78,10 +96,13 @@ class Turn(Base):
     speech_end: Mapped[float | None] = mapped_column(Float)
     stt_done: Mapped[float | None] = mapped_column(Float)
     turn_end: Mapped[float | None] = mapped_column(Float)
+    triage_done: Mapped[float | None] = mapped_column(Float)
+    lookup_done: Mapped[float | None] = mapped_column(Float)
     llm_first_token: Mapped[float | None] = mapped_column(Float)
     first_sentence: Mapped[float | None] = mapped_column(Float)
     tts_first_audio: Mapped[float | None] = mapped_column(Float)
     first_audio_out: Mapped[float | None] = mapped_column(Float)
+    answer_audio_out: Mapped[float | None] = mapped_column(Float)
     bot_done: Mapped[float | None] = mapped_column(Float)
     reply_heard: Mapped[float | None] = mapped_column(Float)
     call: Mapped[Call] = relationship(back_populates="turns")
@@ -95,32 +116,83 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     number: Mapped[str | None] = mapped_column(String(16), unique=True, index=True)
     call_id: Mapped[str | None] = mapped_column(ForeignKey("calls.id"), index=True)
-    caller: Mapped[str | None] = mapped_column(String(64))
+    caller: Mapped[str | None] = mapped_column(String(64))  # the caller's phone number / id
+    caller_name: Mapped[str | None] = mapped_column(String(128))
+    callback_number: Mapped[str | None] = mapped_column(String(32))
     category: Mapped[str] = mapped_column(String(32), default="other")
     priority: Mapped[str] = mapped_column(String(4), default="P3")
     summary: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="new")
-    assignment: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(
+        String(16), default="new"
+    )  # new|in_progress|resolved|closed
+    assignment: Mapped[str | None] = mapped_column(String(64))  # assignment group
     reason: Mapped[str | None] = mapped_column(String(64))
+    # the same ticket in an external ITSM system (ServiceNow), when one is configured
+    external_system: Mapped[str | None] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    external_number: Mapped[str | None] = mapped_column(String(32))
+    sync_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), onupdate=utcnow)
+
+
+class User(Base):
+    """A console account (supervisors review calls; admins also manage users and settings)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # supervisor | admin
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # bumped on password change / disable: sessions signed with an older value stop working
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # TurnRecord fields stored as columns of the same name (stages get a column each)
 _TURN_FIELDS = [f.name for f in fields(TurnRecord) if f.name != "stages"]
+_REDACTED_TURN_FIELDS = ("user_text", "bot_text")
+
+
+DEFAULT: Any = object()  # sentinel: "every kind of PII" for CallStore(redact_kinds=...)
 
 
 class CallStore:
-    """Synchronous repository; callers on the event loop use ``asyncio.to_thread``."""
+    """Synchronous repository; callers on the event loop use ``asyncio.to_thread``.
 
-    def __init__(self, database_url: str) -> None:
+    What callers said (turn texts, ticket summaries) passes through :meth:`redact` before it
+    is stored; code writing other free text from callers calls it too. ``redact_kinds`` picks
+    the kinds of PII removed (default: all of :data:`voice_agent.redaction.KINDS`; ``None`` or
+    empty: none). The caller's number and name are kept: a call-back needs them.
+    """
+
+    def __init__(
+        self, database_url: str, *, redact_kinds: Collection[str] | None = DEFAULT
+    ) -> None:
+        kinds = redaction.KINDS if redact_kinds is DEFAULT else tuple(redact_kinds or ())
+        redaction.redact("", kinds)  # unknown kinds fail here, not at the first turn
+        self.redact_kinds: tuple[str, ...] = kinds
         if database_url.startswith("sqlite:///"):
             Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(database_url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
-        add_missing_columns(self.engine)
+        migrations.upgrade(self.engine)  # the schema of this release, before the first write
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallStore:
+        """The store the settings describe: their database, redaction as configured."""
+        kinds = settings.redact_kinds if settings.redact_pii else None
+        return cls(settings.resolved_database_url, redact_kinds=kinds)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the configured kinds of PII replaced by tags (``[email]``, ...)."""
+        return redaction.redact(text, self.redact_kinds) if text else text
 
     def start_call(
         self,
@@ -148,8 +220,14 @@ class CallStore:
             s.add(
                 Turn(
                     call_id=call_id,
-                    **{name: getattr(turn, name) for name in _TURN_FIELDS},
+                    **{
+                        name: getattr(turn, name)
+                        for name in _TURN_FIELDS
+                        if name not in _REDACTED_TURN_FIELDS
+                    },
                     **{stage: turn.stages.get(stage) for stage in STAGES},
+                    user_text=self.redact(turn.user_text),
+                    bot_text=self.redact(turn.bot_text),
                 )
             )
 
@@ -194,7 +272,7 @@ class CallStore:
                 caller=caller,
                 category=category,
                 priority=priority,
-                summary=summary[:2000],
+                summary=self.redact(summary)[:2000],
                 reason=reason,
             )
             s.add(ticket)
@@ -209,11 +287,15 @@ class CallStore:
                 {
                     "number": t.number,
                     "caller": t.caller,
+                    "caller_name": t.caller_name,
+                    "callback_number": t.callback_number,
                     "category": t.category,
                     "priority": t.priority,
                     "summary": t.summary,
                     "status": t.status,
+                    "assignment": t.assignment,
                     "reason": t.reason,
+                    "external_number": t.external_number,
                 }
                 for t in rows
             ]
@@ -235,27 +317,22 @@ class CallStore:
             rows = s.scalars(select(Call).order_by(Call.started_at.desc()).limit(limit)).all()
             return [call_to_dict(c, with_turns=False) for c in rows]
 
+    # what the conversation learns about a call as it goes (triage, caller, outcome)
+    CALL_FIELDS = frozenset(
+        {"caller_name", "callback_number", "category", "priority", "triage", "outcome"}
+    )
 
-def add_missing_columns(engine: Engine) -> list[str]:
-    """Additive schema upgrade: columns added to the models since a database was created.
-
-    Only new nullable columns are ever added this way (the call records' schema only grows);
-    anything else needs a real migration.
-    """
-    existing = {
-        table: {c["name"] for c in inspect(engine).get_columns(table)}
-        for table in Base.metadata.tables
-    }
-    added = []
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            for column in table.columns:
-                if column.name in existing.get(table.name, set()) or column.primary_key:
-                    continue
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-                added.append(f"{table.name}.{column.name}")
-    return added
+    def update_call(self, call_id: str, **values: Any) -> None:
+        unknown = set(values) - self.CALL_FIELDS
+        if unknown:
+            raise ValueError(f"not an updatable call field: {', '.join(sorted(unknown))}")
+        with self._session.begin() as s:
+            call = s.get(Call, call_id)
+            if call is None:
+                raise KeyError(call_id)
+            for name, value in values.items():
+                if value is not None:
+                    setattr(call, name, value)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -265,18 +342,31 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _iso(at: datetime | None) -> str | None:
+    """ISO 8601 in UTC on every database (SQLite hands back naive datetimes, stored in UTC)."""
+    if at is None:
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+
+
 def call_to_dict(call: Call, with_turns: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": call.id,
         "transport": call.transport,
         "caller": call.caller,
         "external_id": call.external_id,
-        "started_at": call.started_at.isoformat() if call.started_at else None,
-        "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "started_at": _iso(call.started_at),
+        "ended_at": _iso(call.ended_at),
         "status": call.status,
         "end_reason": call.end_reason,
         "error": call.error,
         "models": call.models,
+        "caller_name": call.caller_name,
+        "callback_number": call.callback_number,
+        "category": call.category,
+        "priority": call.priority,
+        "triage": call.triage,
+        "outcome": call.outcome,
     }
     if with_turns:
         out["turns"] = [

@@ -45,18 +45,21 @@ class Transcript:
     dropped_segments: int = 0
 
 
+def _bare(word: str) -> str:
+    """A word as compared, whatever its case and the punctuation Whisper put around it."""
+    return word.lower().strip(".,!?;:\"'")
+
+
 def collapse_repetitions(text: str, max_repeats: int = 3) -> str:
     """Cut a Whisper repetition loop ("the the the ..." or a looping phrase) down to its start."""
     words = text.split()
     for n in range(1, 7):
         i = 0
         while i + n * (max_repeats + 1) <= len(words):
-            gram = [w.lower().strip(",.!?") for w in words[i : i + n]]
+            gram = [_bare(w) for w in words[i : i + n]]
             repeats = 1
             j = i + n
-            while (
-                j + n <= len(words) and [w.lower().strip(",.!?") for w in words[j : j + n]] == gram
-            ):
+            while j + n <= len(words) and [_bare(w) for w in words[j : j + n]] == gram:
                 repeats += 1
                 j += n
             if repeats > max_repeats:
@@ -97,8 +100,13 @@ class WhisperEngine:
         self.load_secs = time.perf_counter() - started
         logger.info(f"whisper loaded from {self.model_dir} in {self.load_secs:.1f}s")
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Blocking: decode float32 16 kHz mono audio to text. Call from a worker thread."""
+    def transcribe(self, audio: np.ndarray, *, heard_before: str = "") -> Transcript:
+        """Blocking: decode float32 16 kHz mono audio to text. Call from a worker thread.
+
+        ``heard_before`` is the transcript of the audio's opening (speech already pushed as
+        text): Whisper is forced to start with it, and only what follows is returned. A
+        fragment cut at a short pause decodes far better with its left context ("about them
+        as dinosaurs" alone comes out as "about the mess diners or it's")."""
         started = time.perf_counter()
         audio_secs = len(audio) / STT_SAMPLE_RATE
         if audio_secs < 0.1:
@@ -116,6 +124,7 @@ class WhisperEngine:
                 max_new_tokens=_MAX_TOKENS_PER_WINDOW,
                 without_timestamps=True,
                 vad_filter=False,
+                prefix=heard_before or None,
             )
             kept: list[str] = []
             dropped = 0
@@ -127,13 +136,24 @@ class WhisperEngine:
                     dropped += 1
                     continue
                 kept.append(seg.text.strip())
-        text = collapse_repetitions(" ".join(t for t in kept if t))
+        text = " ".join(t for t in kept if t)
+        if heard_before:
+            text = _after_prefix(text, heard_before)
+        text = collapse_repetitions(text)
         if not _WORD_RE.search(text):
             text = ""
         return Transcript(text, audio_secs, time.perf_counter() - started, dropped)
 
-    async def transcribe_async(self, audio: np.ndarray) -> Transcript:
-        return await asyncio.to_thread(self.transcribe, audio)
+    async def transcribe_async(self, audio: np.ndarray, *, heard_before: str = "") -> Transcript:
+        return await asyncio.to_thread(self.transcribe, audio, heard_before=heard_before)
+
+
+def _after_prefix(text: str, prefix: str) -> str:
+    """What Whisper wrote after the forced ``prefix`` (its output repeats the prefix)."""
+    words, known = text.split(), prefix.split()
+    if [_bare(w) for w in words[: len(known)]] == [_bare(w) for w in known]:
+        return " ".join(words[len(known) :])
+    return text  # a segment dropped by the guards took the prefix with it: keep what is left
 
 
 class WhisperSTTService(SegmentedSTTService):
@@ -147,6 +167,11 @@ class WhisperSTTService(SegmentedSTTService):
     finalized transcript, and the turn detector answers at once. Audio is pushed in pieces only
     when a caller talks for over ``max_unpushed_secs`` without a long enough pause.
 
+    A piece decoded after a transcript was already pushed (the caller went on after a pause
+    that outlasted the decode) is decoded together with the pushed audio, Whisper forced to
+    start with the pushed words, so the piece keeps its left context: for
+    ``context_secs`` after a push, at most ``max_context_secs`` of audio.
+
     When a whole user turn decodes to nothing (noise, a cough, garbled audio), no transcript is
     pushed and ``on_empty_transcript`` decides what the caller hears.
     """
@@ -157,6 +182,8 @@ class WhisperSTTService(SegmentedSTTService):
         *,
         on_empty_transcript=None,
         max_unpushed_secs: float = 20.0,
+        context_secs: float = 3.0,
+        max_context_secs: float = 8.0,
         **kwargs,
     ) -> None:
         # The turn detector waits this long after speech for the final transcript before it
@@ -173,6 +200,12 @@ class WhisperSTTService(SegmentedSTTService):
         self._max_unpushed_bytes = int(max_unpushed_secs * STT_SAMPLE_RATE) * 2
         self._unpushed = bytearray()  # caller audio not yet covered by a pushed transcript
         self._turn_has_text = False
+        self._context_secs = context_secs
+        self._max_context_bytes = int(max_context_secs * STT_SAMPLE_RATE) * 2
+        self._context_pcm = b""  # the last pushed audio and its words, and when it was pushed
+        self._context_text = ""
+        self._context_at = 0.0
+        self._piece_started_at = 0.0  # when the caller began the speech not yet decoded
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -191,6 +224,11 @@ class WhisperSTTService(SegmentedSTTService):
             self._turn_has_text = False
         await super().process_frame(frame, direction)
 
+    async def _handle_user_started_speaking(self, frame) -> None:
+        if not self._unpushed:
+            self._piece_started_at = time.monotonic()
+        await super()._handle_user_started_speaking(frame)
+
     async def _handle_user_stopped_speaking(self, frame) -> None:
         self._user_speaking = False
         self._unpushed.extend(self._audio_buffer)
@@ -204,15 +242,33 @@ class WhisperSTTService(SegmentedSTTService):
             return
         await super().push_frame(frame, direction)
 
+    def _context(self) -> tuple[bytes, str]:
+        gap = self._piece_started_at - self._context_at
+        if not self._context_text or gap > self._context_secs:
+            return b"", ""
+        return self._context_pcm, self._context_text
+
+    def _remember_context(self, piece: bytes, text: str) -> None:
+        pcm, words = self._context()
+        if len(pcm) + len(piece) > self._max_context_bytes:
+            pcm, words = b"", ""
+        self._context_pcm = pcm + piece
+        self._context_text = f"{words} {text}".strip()
+        self._context_at = time.monotonic()
+
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
         if self._more_speech_pending() and len(self._unpushed) < self._max_unpushed_bytes:
             return  # a later decode will cover this audio and more
         taken = len(self._unpushed)
         if taken == 0:
             return
-        pcm = bytes(self._unpushed) + self._trailing_silence()
+        piece = bytes(self._unpushed)
+        context_pcm, context_text = self._context()
+        pcm = context_pcm + piece + self._trailing_silence()
         try:
-            result = await self._engine.transcribe_async(int16_bytes_to_float(pcm))
+            result = await self._engine.transcribe_async(
+                int16_bytes_to_float(pcm), heard_before=context_text
+            )
         except Exception as e:  # a model failure must be heard as a fallback, not dead air
             logger.exception("whisper decode failed")
             del self._unpushed[:taken]
@@ -229,6 +285,7 @@ class WhisperSTTService(SegmentedSTTService):
                 await self._on_empty_transcript(result)
             return
         self._turn_has_text = True
+        self._remember_context(piece, result.text)
         yield TranscriptionFrame(
             result.text,
             self._user_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 
 from loguru import logger
@@ -34,11 +34,19 @@ class PiperEngine:
         self._voice = PiperVoice.load(str(self.model_path), use_cuda=use_cuda)
         self.sample_rate: int = self._voice.config.sample_rate
         self._lock = threading.Lock()
+        self._remembered: dict[str, bytes] = {}
         self.load_secs = time.perf_counter() - started
         logger.info(f"piper voice loaded from {self.model_path} in {self.load_secs:.1f}s")
 
+    def remember(self, phrases: Iterable[str]) -> None:
+        """Synthesize fixed phrases once (e.g. the acknowledgement), so they cost nothing later."""
+        for phrase in phrases:
+            self._remembered[phrase] = self.synthesize(phrase)
+
     def synthesize(self, text: str) -> bytes:
         """Blocking: 16-bit mono PCM at :attr:`sample_rate` for ``text``."""
+        if text in self._remembered:
+            return self._remembered[text]
         with self._lock:
             return b"".join(chunk.audio_int16_bytes for chunk in self._voice.synthesize(text))
 

@@ -1,0 +1,277 @@
+"""The helpdesk conversation from text alone: every specialist path, escalation, transfer, tickets.
+
+Real parts: the trained triage classifier, the starter runbooks through the real retriever, the
+built-in ticket store in SQLite, and pipecat.flows' FlowManager over a real (idle) pipeline.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pipecat.flows import FlowManager
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+
+from flows import caller_words, prompts
+from flows.conversation import HelpdeskConversation
+from flows.runbooks import RunbookGuide
+from flows.services import HelpdeskServices
+from voice_agent.pipeline import make_llm_service
+from voice_agent.storage import CallStore
+from voice_agent.tickets import make_ticket_service
+
+
+class Call:
+    """One conversation, typed: what the agent answers, and what the call record learned."""
+
+    def __init__(self, engines, store: CallStore, *, can_transfer=True, runbooks="real"):
+        self.store = store
+        self.call_id = store.start_call("test", caller="+15550100")
+        self.record: dict = {}
+        retriever = engines.knowledge if runbooks == "real" else None
+        self.services = HelpdeskServices(
+            runbooks=RunbookGuide(retriever),
+            triage=engines.triage,
+            tickets=make_ticket_service(engines.settings, store),
+            call_id=self.call_id,
+            caller_phone="+15550100",
+            can_transfer=can_transfer,
+            on_triage=lambda result, secs: self.record.update(triage=result),
+            on_caller=lambda name, number: self.record.update(name=name, number=number),
+            on_outcome=lambda outcome: self.record.update(outcome=outcome),
+        )
+        context = LLMContextAggregatorPair(LLMContext())
+        llm = make_llm_service(engines, engines.settings, "You are a helpdesk agent.")
+        worker = PipelineWorker(Pipeline([context.user(), llm, context.assistant()]))
+        self.conversation = HelpdeskConversation(
+            self.services, FlowManager(llm=llm, context_aggregator=context, worker=worker)
+        )
+
+    async def start(self) -> Call:
+        await self.conversation.start()
+        return self
+
+    async def say(self, text: str):
+        return await self.conversation.handle(text)
+
+    @property
+    def node(self) -> str | None:
+        return self.conversation.node
+
+    def tickets(self) -> list[dict]:
+        return self.store.tickets_for_call(self.call_id)
+
+
+@pytest.fixture
+async def call(small_engines, store):
+    return await Call(small_engines, store).start()
+
+
+async def test_a_call_from_greeting_to_goodbye_with_a_runbook_that_works(call):
+    assert call.node == "greeting"
+    reply = await call.say("Hi, this is Dana Whitfield, you can call me back on 555 0142.")
+    assert reply.say == prompts.ask_problem("Dana Whitfield")
+    assert call.record["name"] == "Dana Whitfield" and call.record["number"] == "5550142"
+
+    reply = await call.say("My VPN won't connect when I'm working from home.")
+    assert call.node == "network_support"
+    assert call.record["triage"].category == "network"
+    assert reply.say.startswith("Let's start with this:") and reply.say.endswith("Did that work?")
+    assert reply.citations[0]["path"] == "vpn-cannot-connect.md"
+    assert {"triage_done", "lookup_done"} <= set(reply.stages)
+
+    reply = await call.say("No, it still doesn't connect.")
+    assert reply.say.startswith(("Next, try this:", "Last thing to try:"))
+    reply = await call.say("Yes! That worked, thank you.")
+    assert reply.say == prompts.GLAD_IT_WORKED and call.node == "wrap_up"
+    assert call.record["outcome"] == "resolved"
+
+    reply = await call.say("No, that's all. Thanks.")
+    assert reply.say == prompts.GOODBYE and reply.end_call
+    assert call.tickets() == []
+
+
+SPECIALIST_CALLS = {
+    "account_access": "I forgot my Windows password and now my account is locked out.",
+    "email": "Outlook keeps asking me for my password and my mailbox won't load.",
+    "network": "The Wi-Fi on my laptop keeps dropping every few minutes in the office.",
+    "printer": "The printer on the third floor says it's offline and nothing prints.",
+    "hardware": "My laptop won't turn on at all, even when it's plugged in.",
+    "software": "Excel crashes every time I open the monthly report spreadsheet.",
+    "phone": "My desk phone has no dial tone and I can't make any calls.",
+}
+
+
+@pytest.mark.parametrize("category", sorted(SPECIALIST_CALLS))
+async def test_each_category_has_its_specialist_path(call, category):
+    reply = await call.say(SPECIALIST_CALLS[category])
+    assert call.record["triage"].category == category
+    assert call.node == f"{category}_support"
+    # a runbook step, spoken as written, or the model told no runbook covers it
+    assert (reply.say and reply.say.endswith("Did that work?")) or (
+        reply.note == prompts.NO_RUNBOOK_NOTE
+    )
+
+
+async def test_no_runbook_then_a_ticket_with_the_callers_name(call):
+    reply = await call.say("The ERP system shows the wrong prices on customer delivery orders.")
+    assert call.node == "software_support"
+    assert reply.say is None and reply.note == prompts.NO_RUNBOOK_NOTE  # the model says so
+    reply = await call.say("Yes please, open a ticket.")
+    assert reply.say == prompts.ASK_NAME_FOR_TICKET
+    reply = await call.say("Priya Raman.")
+    (ticket,) = call.tickets()
+    assert reply.say == prompts.ticket_opened(ticket["number"], "+15550100")
+    assert ticket["category"] == "software" and ticket["priority"] in ("P3", "P2")
+    assert ticket["caller_name"] == "Priya Raman" and "wrong prices" in ticket["summary"]
+    assert call.node == "wrap_up" and call.record["outcome"] == "ticket"
+
+
+async def test_asking_for_a_ticket_in_the_middle_of_the_steps(call):
+    reply = await call.say("Hi, I'm Dana Whitfield. The printer on the third floor is offline.")
+    assert reply.say.endswith("Did that work?") and call.node == "printer_support"
+    reply = await call.say("Yes please, just open a ticket.")
+    (ticket,) = call.tickets()
+    assert reply.say == prompts.ticket_opened(ticket["number"], "+15550100")
+    assert ticket["category"] == "printer" and ticket["caller_name"] == "Dana Whitfield"
+
+
+async def test_every_step_failed_so_a_ticket_is_offered_and_declined(call):
+    reply = await call.say("My laptop won't turn on at all, even when it's plugged in.")
+    while reply.say and reply.say.endswith("Did that work?"):
+        reply = await call.say("No, nothing happens.")
+    assert reply.say == prompts.STEPS_EXHAUSTED
+    reply = await call.say("No, don't bother.")
+    assert reply.say == prompts.NO_TICKET and call.tickets() == []
+
+
+async def test_a_security_incident_escalates_to_a_human_with_a_priority_ticket(call):
+    reply = await call.say(
+        "I clicked a link in a phishing email and now there's a virus warning on my screen."
+    )
+    assert call.node == "escalation"
+    (ticket,) = call.tickets()
+    assert ticket["category"] == "security" and ticket["priority"] in ("P1", "P2")
+    assert reply.transfer and "security matter" in reply.say
+    assert call.record["outcome"] == "transferred"
+
+
+async def test_p1_escalates_and_without_transfer_promises_a_call_back(small_engines, store):
+    call = await Call(small_engines, store, can_transfer=False).start()
+    reply = await call.say(
+        "The internet is down for the whole site, nobody in the building can work."
+    )
+    assert call.record["triage"].priority == "P1"
+    assert call.node == "escalation" and not reply.transfer
+    (ticket,) = call.tickets()
+    assert ticket["priority"] == "P1"
+    assert "call you back" in reply.say and prompts.spell(ticket["number"]) in reply.say
+
+
+async def test_ticket_status_by_number(small_engines, store, call):
+    earlier = await Call(small_engines, store).start()
+    await earlier.say("The ERP system shows the wrong prices on customer delivery orders.")
+    await earlier.say("Yes please. My name is Omar Haddad.")
+    (ticket,) = earlier.tickets()
+
+    reply = await call.say("I'm calling to check on the status of my ticket.")
+    assert reply.say == prompts.ASK_TICKET_NUMBER
+    spoken_digits = " ".join(ticket["number"][3:].lstrip("0"))
+    reply = await call.say(f"It's I N C {spoken_digits}.")
+    assert reply.say.startswith(f"Ticket {prompts.spell(ticket['number'])} is open")
+    assert call.node == "wrap_up"
+
+    reply = await call.say("What's the status of ticket INC9999999?")
+    assert reply.say == prompts.ticket_not_found("INC9999999")
+
+
+async def test_asking_for_a_person_transfers_or_explains(small_engines, store, call):
+    reply = await call.say("Can I just talk to a real person please?")
+    assert reply.transfer and reply.say == prompts.TRANSFERRING
+    assert call.record["outcome"] == "transferred"
+
+    alone = await Call(small_engines, store, can_transfer=False).start()
+    reply = await alone.say("I want to speak to a technician.")
+    assert not reply.transfer and reply.say == prompts.CANNOT_TRANSFER
+
+
+async def test_with_the_runbooks_down_the_caller_gets_a_ticket(small_engines, store):
+    call = await Call(small_engines, store, runbooks=None).start()
+    reply = await call.say("My VPN won't connect when I'm working from home.")
+    (ticket,) = call.tickets()
+    assert reply.say == prompts.lookup_down_with_ticket(ticket["number"])
+    assert reply.error == "lookup_unavailable" and ticket["category"] == "network"
+
+
+async def test_small_talk_goes_to_the_model_without_triage(call):
+    reply = await call.say("Hello, can you hear me?")
+    assert reply.say is None and reply.note is None and "triage" not in call.record
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "number"),
+    [
+        ("This is Dana Whitfield, call me back on five five five, oh one four two.",
+         "Dana Whitfield", "5550142"),
+        ("Hi, my name is Omar and my number is 07700 900123.", "Omar", "07700900123"),
+        ("I'm calling because my printer is broken.", None, None),
+        ("It's double four, seven seven, one two three at extension nine.", None, "4477123"),
+    ],
+)  # fmt: skip
+def test_names_and_callback_numbers_as_whisper_writes_them(text, name, number):
+    assert caller_words.caller_name(text) == name
+    got = caller_words.callback_number(text)
+    assert (got or "").startswith(number or "") and bool(got) == bool(number)
+
+
+@pytest.mark.parametrize(
+    ("text", "worked"),
+    [
+        ("Yes, that worked!", True),
+        ("Yeah it's working now, thanks.", True),
+        ("No, it still doesn't work.", False),
+        ("Nope, same thing.", False),
+        ("Hmm, what do you mean by the network icon?", None),
+    ],
+)
+def test_did_that_work(text, worked):
+    assert caller_words.step_worked(text) is worked
+
+
+@pytest.mark.parametrize(
+    ("text", "wants"),
+    [
+        ("Please just open it ticket for me.", True),
+        ("Can you open up a ticket?", True),
+        ("Yes, raise an incident please.", True),
+        ("I already have a ticket open for this.", False),
+        ("Please open Outlook for me.", False),
+    ],
+)
+def test_asking_for_a_ticket(text, wants):
+    assert caller_words.wants_ticket(text) is wants
+
+
+@pytest.mark.parametrize(
+    ("text", "after_anything_else", "goodbye"),
+    [
+        ("I'm good, thanks, and you?", False, False),  # small talk, not a goodbye
+        ("I'm good, thanks.", True, True),  # the answer to "anything else?"
+        ("No, that's all. Bye!", False, True),
+        ("Nope.", True, True),
+    ],
+)
+def test_goodbyes(text, after_anything_else, goodbye):
+    assert caller_words.says_goodbye(text, asked_anything_else=after_anything_else) is goodbye
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm planning to leave right after Thursday.",  # "right" deep in a sentence is no yes
+        "Okay so the thing is my screen flickers when I dock the laptop.",
+    ],
+)
+def test_a_sentence_is_not_a_yes_to_the_ticket_offer(text):
+    assert not caller_words.said_yes(text)

@@ -1,0 +1,1 @@
+"""Benchmarks of the running agent, measured as callers experience it."""
