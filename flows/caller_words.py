@@ -45,6 +45,9 @@ _DONE = re.compile(r"\b(no,? thanks?|no thank you|i'm good|i am good|all set|tha
 _TICKET_REQUEST = re.compile(
     r"\b(open|create|raise|log|file|make|submit|put in|start)(\s+[a-z']+){0,2}?\s+(ticket|"
     r"incident|case)\b|\b(ticket|incident) (please|for me)\b"
+    # "a ticket" as small Whisper models write it on phone audio, only as a whole request
+    r"|\b(open|create|raise|log|make|submit)(\s+[a-z']+)?\s+(to get|tick it|take it)"
+    r"(\s+for me)?(,?\s+please)?\s*([.?!]|$)"
 )
 _PLAIN_YES = re.compile(r"\b(yes|yeah|yep|yup|correct)\b")
 _TICKET_STATUS = re.compile(

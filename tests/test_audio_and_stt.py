@@ -17,7 +17,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.conftest import CLEAN, TELEPHONY, gold_transcripts
 from voice_agent.audio import AudioDecodeError, decode_audio_file, write_wav
-from voice_agent.stt import WhisperSTTService, collapse_repetitions
+from voice_agent.stt import WhisperSTTService, _after_prefix, collapse_repetitions
 
 
 def normalise(text: str) -> str:
@@ -60,6 +60,21 @@ def test_repetition_loops_are_collapsed():
     looping = "I can't log in. " + "Thank you. " * 8
     assert collapse_repetitions(looping).count("Thank you.") == 3
     assert collapse_repetitions("my VPN is down") == "my VPN is down"
+
+
+@pytest.mark.parametrize(
+    ("decoded", "forced", "new_words"),
+    [
+        ("Many people don't think about them as dinosaurs", "Many people don't think", "about them as dinosaurs"),
+        # Whisper finishes the forced last word its own way: the words after it are still new
+        ("Can you open it to-get for me, please?", "Can you open it to-", "for me, please?"),
+        ("Please open 8.0 ticket.", "Please just open 8.", "ticket."),
+        # a guard dropped the segment that held the forced words: nothing of it to cut
+        ("Take it for me.", "Please just open it.", "Take it for me."),
+    ],
+)
+def test_the_words_after_the_forced_prefix_are_found_by_alignment(decoded, forced, new_words):
+    assert _after_prefix(decoded, forced) == new_words
 
 
 def test_whisper_on_the_real_clean_clips(small_engines):

@@ -243,6 +243,10 @@ def test_did_that_work(text, worked):
     ("text", "wants"),
     [
         ("Please just open it ticket for me.", True),
+        ("Please just open it to get for me.", True),  # Whisper tiny, "a ticket"
+        ("Can you open it to get for me, please?", True),
+        ("I can't open it to get my files.", False),
+        ("I'm trying to get into Teams.", False),
         ("Can you open up a ticket?", True),
         ("Yes, raise an incident please.", True),
         ("I already have a ticket open for this.", False),

@@ -183,6 +183,7 @@ class TurnRecorder(BaseObserver):
         self._turn: TurnRecord | None = None
         self._next_index = 0
         self._llm_running = False
+        self._response_started = False
         self._bot_speaking = False
         # acknowledgement of the current turn: None | "queued" | "playing" | "done"
         # whether the current turn's answer has been decided (flow words, the model, a fallback);
@@ -313,6 +314,7 @@ class TurnRecorder(BaseObserver):
         elif isinstance(frame, LLMFullResponseStartFrame):
             self._llm_running = True
             self._answering = True
+            self._response_started = True
         elif isinstance(frame, LLMFullResponseEndFrame):
             self._llm_running = False
             await self._maybe_close()
@@ -320,7 +322,12 @@ class TurnRecorder(BaseObserver):
             turn = turn or self._open("reply")
             self._answering = True
             turn.mark("llm_first_token", at)
-            turn.bot_text += frame.text
+            if self._response_started and turn.bot_text.strip():
+                # the answer follows the acknowledgement ("Okay.") already in the text
+                turn.bot_text = turn.bot_text.rstrip() + " " + frame.text.lstrip()
+            else:
+                turn.bot_text += frame.text
+            self._response_started = False
         elif isinstance(frame, TTSSpeakFrame):
             pass  # recorded by open_bot_turn when the runner queues it
         elif isinstance(frame, TTSStartedFrame):

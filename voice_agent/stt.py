@@ -9,6 +9,7 @@ that are probably not speech, repetition loops, and runaway token counts.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 import threading
 import time
@@ -149,11 +150,22 @@ class WhisperEngine:
 
 
 def _after_prefix(text: str, prefix: str) -> str:
-    """What Whisper wrote after the forced ``prefix`` (its output repeats the prefix)."""
+    """What Whisper wrote after the forced ``prefix`` (its output repeats the prefix).
+
+    Whisper may rewrite the prefix's last word as it goes on ("open it to-" comes back as
+    "open it to-get"): the prefix's end is found by aligning the words, not by counting them."""
     words, known = text.split(), prefix.split()
-    if [_bare(w) for w in words[: len(known)]] == [_bare(w) for w in known]:
+    bare_words, bare_known = [_bare(w) for w in words], [_bare(w) for w in known]
+    if bare_words[: len(known)] == bare_known:
         return " ".join(words[len(known) :])
-    return text  # a segment dropped by the guards took the prefix with it: keep what is left
+    matcher = difflib.SequenceMatcher(a=bare_known, b=bare_words, autojunk=False)
+    blocks = [b for b in matcher.get_matching_blocks() if b.size]
+    matched = sum(b.size for b in blocks)
+    if not blocks or matched * 2 < len(known):
+        return text  # a segment dropped by the guards took the prefix with it: keep what is left
+    last = blocks[-1]
+    end = last.b + last.size + (len(known) - last.a - last.size)  # words past the last match
+    return " ".join(words[end:])
 
 
 class WhisperSTTService(SegmentedSTTService):
