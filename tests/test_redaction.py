@@ -66,6 +66,9 @@ SPOKEN = [
         "it's [card].",
     ),
     ("amex 3782 822463 10005 got declined", "amex [card] got declined"),
+    # Whisper writes a long spoken number with thousands separators
+    ("My card number is 4,111 1111 1111 1111 and", "My card number is [card] and"),
+    ("it's 4,111,111,111,111,111, expiry soon", "it's [card], expiry soon"),
     # spoken passwords and codes
     (
         "My password is hunter2 and it stopped working this morning.",
@@ -80,6 +83,9 @@ SPOKEN = [
     ("my PIN is four eight two one", "my PIN is [password]"),
     ("my pin number is one two three four, I think", "my pin number is [password], I think"),
     ("Password: correct horse battery staple", "Password: [password]"),
+    # the value as Whisper heard it: words that could open a remark, then digits
+    ("and my password is on fire 42.", "and my password is [password]."),
+    ("my password is one two three four.", "my password is [password]."),
     # several kinds in one turn
     (
         "I'm Dana, dana at northwind dot com, phone 555 010 4477, password is Winter99",
@@ -100,6 +106,7 @@ INTACT = [
     "We copied 1,000,000 rows to the share.",
     "Error codes 404, 500 and 503 all showed up.",
     "My password is expired.",
+    "my password is on a sticky note somewhere",
     "my password is not working since the reset",
     "The password is wrong, it says locked out.",
     "the pin is bent on the connector",

@@ -103,7 +103,10 @@ _DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
 _DIGIT_TOKEN = rf"(?:(?:double|triple)\s+)?(?:\d+|{_DIGIT_WORD}\b)"
 # Between the tokens of one number: spaces, dashes, a written dot without spaces (555.123.4567),
 # parentheses, a comma followed by a space ("five five five, one two three four") and fillers.
-_NUM_SEP = r"(?:\s*-\s*|\.(?=\d)|\s*\(\s*|\s*\)\s*|,?\s+(?:(?:uh|um|er),?\s+)?)"
+# A comma before exactly three digits is a thousands separator: Whisper writes a spoken card
+# number as "4,111 1111 ..." or "4,111,111,111,111,111" (such runs may only be a card: see below).
+_NUM_SEP = r"(?:\s*-\s*|\.(?=\d)|,(?=\d{3}(?!\d))|\s*\(\s*|\s*\)\s*|,?\s+(?:(?:uh|um|er),?\s+)?)"
+_THOUSANDS = re.compile(r"\d,\d{3}(?!\d)")
 _DIGIT_RUN = re.compile(
     rf"(?<![\w.])(?:\+\s*|plus\s+)?\(?{_DIGIT_TOKEN}(?:{_NUM_SEP}{_DIGIT_TOKEN})*(?![\w])",
     re.IGNORECASE,
@@ -147,6 +150,9 @@ _VALUE_STOP = frozenset(
     "and but so because which then or when if though although i it that who where while".split()
 )
 _MAX_PASSWORD_TOKENS = 8
+# Words that open a remark ("my password is on a sticky note") or a value that Whisper heard
+# as words ("on fire 42" for "sunflower42", "one two three four"): a value when digits follow.
+_VALUE_IF_DIGITS_FOLLOW = frozenset("on in one up out off".split())
 
 
 _EMAIL_CUE = re.compile(
@@ -154,7 +160,7 @@ _EMAIL_CUE = re.compile(
     re.IGNORECASE,
 )
 _CARD_CUE = re.compile(
-    r"\b((?:credit\s+|debit\s+)?card(?:\s+number)?(?:\s+is|:)?)\s+(\d(?:[\s-]?\d){11,22})"
+    r"\b((?:credit\s+|debit\s+)?card(?:\s+number)?(?:\s+is|:)?)\s+(\d(?:,?[\s-]?\d){11,22})"
     r"(\D|$)",
     re.IGNORECASE,
 )
@@ -240,6 +246,7 @@ def _classify_digits(m: re.Match[str], kinds: Collection[str]) -> str:
         elif (
             "phone" in kinds
             and PHONE_DIGITS[0] <= n_digits <= PHONE_DIGITS[1]
+            and not _THOUSANDS.search(run)  # "1,000,000 rows" is a quantity
             and not (i == 0 and _NOT_A_PHONE_BEFORE.search(m.string, 0, m.start()))
         ):
             tag, end = "[phone]", len(tokens)
@@ -293,6 +300,20 @@ def _is_pin(lead: str) -> bool:
 _WORD = re.compile(r"\S+")
 
 
+def _digits_follow(text: str, start: int) -> bool:
+    """Whether the words from ``start`` to the end of the spoken value hold a digit."""
+    for i, m in enumerate(_WORD.finditer(text, start)):
+        raw = m.group(0)
+        bare = raw.rstrip(".,;?").strip("\"'“”‘’").lower()
+        if i == _MAX_PASSWORD_TOKENS or bare in _VALUE_STOP:
+            return False
+        if re.search(r"\d", bare) or re.fullmatch(_DIGIT_WORD, bare):
+            return True
+        if raw != raw.rstrip(".,;?"):
+            return False
+    return False
+
+
 def _password_end(text: str, start: int, *, numeric_only: bool, spelled: bool) -> int | None:
     """End offset of the password spoken from ``start``; None if what follows is not one."""
     end = None
@@ -306,7 +327,11 @@ def _password_end(text: str, start: int, *, numeric_only: bool, spelled: bool) -
             if numeric_only:  # a PIN is digits: "the pin is bent" is hardware
                 if not re.fullmatch(rf"\d+|{_DIGIT_WORD}", bare):
                     return None
-            elif not bare or (bare in _NOT_A_PASSWORD and not spelled):
+            elif not bare or (
+                bare in _NOT_A_PASSWORD
+                and not spelled
+                and not (bare in _VALUE_IF_DIGITS_FOLLOW and _digits_follow(text, m.end()))
+            ):
                 return None
         elif bare in _VALUE_STOP or not bare:
             break
