@@ -34,12 +34,12 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
-from voice_agent.acknowledgement import AcknowledgingTurnStop
 from voice_agent.engines import Engines, SharedSmartTurn
 from voice_agent.llm import LocalLLMService, with_turn_note
 from voice_agent.settings import Settings
 from voice_agent.stt import WhisperSTTService
 from voice_agent.tts import PiperTTSService
+from voice_agent.turn_end import SentenceEndTurnStop
 
 
 def build_pipeline(
@@ -142,7 +142,8 @@ def make_context_aggregators(
     settings: Settings,
     on_turn_complete: Callable[[], Awaitable[None]] | None = None,
 ) -> LLMContextAggregatorPair:
-    """User turn-taking: Silero VAD for speech, smart-turn v3 for end of turn, barge-in on.
+    """User turn-taking: Silero VAD for speech, smart-turn v3 and the transcript's sentence end
+    for end of turn (``voice_agent.turn_end``), barge-in on.
 
     ``on_turn_complete`` runs as soon as smart-turn judges the caller finished, before the
     transcript is ready (the acknowledgement hooks in here)."""
@@ -157,7 +158,13 @@ def make_context_aggregators(
         # smart-turn judges whether the caller's words sound finished; when it says "not yet",
         # it answers anyway after turn_max_silence_secs of silence
         analyzer = SharedSmartTurn(params=SmartTurnParams(stop_secs=settings.turn_max_silence_secs))
-        strategy = AcknowledgingTurnStop(turn_analyzer=analyzer)
+        # ...unless the transcript itself ends a sentence and the caller stays silent a while
+        strategy = SentenceEndTurnStop(
+            turn_analyzer=analyzer,
+            sentence_end_silence_secs=(
+                settings.turn_sentence_end_silence_secs if settings.turn_end_at_sentence else None
+            ),
+        )
         strategy.on_turn_complete = on_turn_complete
         stop = [strategy]
     else:

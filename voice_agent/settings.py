@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     vad_stop_secs: float = 0.2
     smart_turn: bool = True
     turn_max_silence_secs: float = 1.5
+    turn_end_at_sentence: bool = Field(
+        default=True,
+        description=(
+            "end the turn after turn_sentence_end_silence_secs when the finalized transcript "
+            "ends a sentence, even if smart-turn judged the audio unfinished"
+        ),
+    )
+    turn_sentence_end_silence_secs: float = 0.8
     acknowledge_turns: bool = Field(
         default=True,
         description='say "Okay." as soon as the caller has finished, before the answer is ready',

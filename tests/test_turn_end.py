@@ -1,0 +1,108 @@
+"""When a caller's turn ends: smart-turn v3 on the audio, and the transcript's sentence end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
+from pipecat.clocks.system_clock import SystemClock
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameProcessorSetup
+from pipecat.utils.asyncio.task_manager import TaskManager, TaskManagerParams
+
+from tests.conftest import SPEECH
+from voice_agent.audio import decode_audio_file
+from voice_agent.engines import SharedSmartTurn
+from voice_agent.turn_end import SentenceEndTurnStop, ends_a_sentence
+
+# a SpokenWOZ caller (8 kHz phone speech) whose last words smart-turn judges unfinished
+UNFINISHED_CLIP = SPEECH / "telephony" / "spokenwoz_MUL1423_user_turn01.wav"
+RATE = 16000
+
+
+@pytest.mark.parametrize(
+    ("text", "ends"),
+    [
+        ("I need to book a train to Cambridge.", True),
+        ("Can you reset my password?", True),
+        ("It still doesn't work!", True),
+        ("My laptop won't start and...", False),  # Whisper's trailing-off
+        ("So the thing is,", False),
+        ("Thank you.", True),
+        ("I tried it and.", False),  # a full stop after an open word
+        ("", False),
+    ],
+)
+def test_a_transcript_ends_a_sentence(text, ends):
+    assert ends_a_sentence(text) is ends
+
+
+async def _turn_end_after(text: str, sentence_end_silence_secs: float | None, wait: float):
+    """Feed the strategy a caller turn smart-turn judges unfinished, then its transcript; how
+    long after the end of speech the turn ended (None: not within ``wait`` seconds)."""
+    tasks = TaskManager()
+    tasks.setup(TaskManagerParams(loop=asyncio.get_running_loop()))
+    strategy = SentenceEndTurnStop(
+        turn_analyzer=SharedSmartTurn(), sentence_end_silence_secs=sentence_end_silence_secs
+    )
+    await strategy.setup(
+        FrameProcessorSetup(
+            clock=SystemClock(), task_manager=tasks, pipeline_worker=None, audio_in_sample_rate=RATE
+        )
+    )
+    ended = asyncio.Event()
+
+    @strategy.event_handler("on_user_turn_stopped")
+    async def on_stopped(_strategy, _params):
+        ended.set()
+
+    audio = decode_audio_file(UNFINISHED_CLIP).to_bytes()
+    verdicts = []
+    analyzer = strategy._turn_analyzer
+    original = analyzer.analyze_end_of_turn
+
+    async def recorded():
+        state, metrics = await original()
+        verdicts.append(state)
+        return state, metrics
+
+    analyzer.analyze_end_of_turn = recorded
+    await strategy.process_frame(VADUserStartedSpeakingFrame(start_secs=0.2))
+    step = RATE // 50 * 2
+    for i in range(0, len(audio), step):
+        await strategy.process_frame(InputAudioRawFrame(audio[i : i + step], RATE, 1))
+    speech_end = time.time()
+    stop = VADUserStoppedSpeakingFrame(stop_secs=0.0)
+    stop.timestamp = speech_end
+    await strategy.process_frame(stop)
+    assert verdicts == [EndOfTurnState.INCOMPLETE]  # the premise: smart-turn says "not yet"
+    transcript = TranscriptionFrame(text, "caller", "now")
+    transcript.finalized = True
+    await strategy.process_frame(transcript)
+    try:
+        await asyncio.wait_for(ended.wait(), wait)
+        return time.time() - speech_end
+    except TimeoutError:
+        return None
+    finally:
+        await strategy.cleanup()
+
+
+async def test_a_finished_sentence_ends_the_turn_smart_turn_judged_unfinished():
+    after = await _turn_end_after("I need your assistance booking a train.", 0.8, wait=1.2)
+    assert after is not None and 0.7 <= after < 1.2
+
+
+async def test_words_that_trail_off_wait_for_the_silence():
+    assert await _turn_end_after("I need your assistance booking a train to...", 0.8, 1.2) is None
+
+
+async def test_the_sentence_rule_can_be_turned_off():
+    assert await _turn_end_after("I need your assistance booking a train.", None, 1.2) is None
