@@ -102,6 +102,7 @@ class RawTwilio:
         self.call_sid = new_sid("CA")
         self.seq = 0
         self.bot_media = 0
+        self.heard_bot = asyncio.Event()
         self.closed: int | None = None
 
     async def send(self, message: dict | str) -> None:
@@ -146,6 +147,7 @@ class RawTwilio:
             async for raw in self.ws:
                 if json.loads(raw).get("event") == "media":
                     self.bot_media += 1
+                    self.heard_bot.set()
         except ConnectionClosed as e:
             self.closed = e.rcvd.code if e.rcvd else None
         else:
@@ -211,6 +213,9 @@ async def test_a_flood_and_a_huge_message_close_only_their_own_socket(small_engi
             flood = RawTwilio(ws)
             listener = asyncio.create_task(flood.listen())
             await flood.start()
+            # the call has begun (its greeting plays) before the flood: a socket that dies
+            # before the server has read "start" leaves no call to look up
+            await asyncio.wait_for(flood.heard_bot.wait(), 30)
             frame = json.dumps(flood.media(b"\x7f" * 160))
             with contextlib.suppress(ConnectionClosed):
                 for _ in range(8000):  # 160 s of audio as fast as the socket takes it
