@@ -16,7 +16,9 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from voice_agent.call_records import TurnRecord, TurnRecorder
 
 
-async def test_an_answer_after_the_acknowledgement_is_stored_as_its_own_words():
+def recording():
+    """A recorder, the turns it stores, and a way to push frames to it (0.1 s apart unless
+    told otherwise)."""
     stored: list[TurnRecord] = []
 
     async def sink(turn: TurnRecord) -> None:
@@ -26,12 +28,18 @@ async def test_an_answer_after_the_acknowledgement_is_stored_as_its_own_words():
     here, there = FrameProcessor(), FrameProcessor()
     clock = 0
 
-    async def push(frame) -> None:
+    async def push(frame, after_secs: float = 0.1) -> None:
         nonlocal clock
-        clock += 100_000_000  # 0.1 s apart
+        clock += int(after_secs * 1e9)
         await recorder.on_push_frame(
             FramePushed(here, there, frame, FrameDirection.DOWNSTREAM, clock)
         )
+
+    return recorder, stored, push
+
+
+async def test_an_answer_after_the_acknowledgement_is_stored_as_its_own_words():
+    recorder, stored, push = recording()
 
     await push(VADUserStartedSpeakingFrame())
     await push(VADUserStoppedSpeakingFrame())
@@ -48,3 +56,26 @@ async def test_an_answer_after_the_acknowledgement_is_stored_as_its_own_words():
     (turn,) = stored
     assert turn.user_text == "Please just open a ticket for me."
     assert turn.bot_text == "Got it. I'll open one now."
+
+
+async def test_an_acknowledgement_the_caller_talked_over_is_not_the_first_audio():
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())  # a pause mid-sentence...
+    recorder.start_ack("Okay.")  # ...acknowledged
+    await push(VADUserStartedSpeakingFrame())  # the caller goes on
+    await push(BotStartedSpeakingFrame())  # and the "Okay." only then starts playing
+    await push(BotStoppedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame(), after_secs=2.0)  # the rest of the sentence
+    await push(TranscriptionFrame("My printer says it is offline.", "caller", "now"))
+    await push(LLMFullResponseStartFrame())
+    await push(LLMTextFrame("Let's check the cable."))
+    await push(LLMFullResponseEndFrame())
+    await push(BotStartedSpeakingFrame())
+    await push(BotStoppedSpeakingFrame())
+    await recorder.flush()
+
+    (turn,) = stored
+    st = turn.stages
+    assert st["speech_end"] < st["first_audio_out"] == st["answer_audio_out"]
+    assert turn.latencies()["voice_to_voice_secs"] > 0

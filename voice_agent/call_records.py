@@ -303,7 +303,15 @@ class TurnRecorder(BaseObserver):
             turn.mark("speech_start", at)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             if turn is not None:
-                turn.mark("speech_end", at - self._vad_stop_secs, overwrite=True)
+                end = at - self._vad_stop_secs
+                turn.mark("speech_end", end, overwrite=True)
+                if (
+                    "answer_audio_out" not in turn.stages
+                    and turn.stages.get("first_audio_out", end) < end
+                ):
+                    # an acknowledgement the caller talked over (it began playing only after
+                    # they went on): the caller's first audio comes after this end of speech
+                    turn.stages.pop("first_audio_out")
         elif isinstance(frame, TranscriptionFrame):
             turn = turn or self._open("reply")
             turn.user_text = (turn.user_text + " " + frame.text).strip()
