@@ -7,6 +7,8 @@ from pipecat.frames.frames import (
     LLMFullResponseStartFrame,
     LLMTextFrame,
     TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -79,3 +81,36 @@ async def test_an_acknowledgement_the_caller_talked_over_is_not_the_first_audio(
     st = turn.stages
     assert st["speech_end"] < st["first_audio_out"] == st["answer_audio_out"]
     assert turn.latencies()["voice_to_voice_secs"] > 0
+
+
+async def test_a_caller_going_on_over_the_acknowledgement_keeps_one_turn():
+    """The turn ended at a pause, "Okay." is playing and the model has begun the answer, when
+    the caller goes on: the answer is cut off unheard, and the turn is the whole sentence."""
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("My printer says", "caller", "now"))
+    recorder.start_ack("Okay.")
+    await push(BotStartedSpeakingFrame())  # the "Okay."
+    await push(LLMFullResponseStartFrame())  # an answer to the first half is under way
+    await push(LLMTextFrame("Printers often"))
+    await push(VADUserStartedSpeakingFrame())  # the caller goes on over the "Okay."
+    await push(BotStoppedSpeakingFrame())
+    await push(LLMFullResponseEndFrame())
+    await push(VADUserStoppedSpeakingFrame(), after_secs=1.5)
+    await push(TranscriptionFrame("it is offline.", "caller", "now"))
+    await push(LLMFullResponseStartFrame())
+    await push(LLMTextFrame("Let's check the cable."))
+    await push(LLMFullResponseEndFrame())
+    await push(TTSStartedFrame())
+    await push(TTSAudioRawFrame(b"\0\0" * 160, 8000, 1))
+    await push(BotStartedSpeakingFrame())
+    await push(BotStoppedSpeakingFrame())
+    await recorder.flush()
+
+    (turn,) = stored
+    assert turn.user_text == "My printer says it is offline."
+    assert turn.bot_text == "Let's check the cable."
+    st = turn.stages
+    assert st["speech_end"] < st["stt_done"] <= st["first_sentence"] <= st["tts_first_audio"]
+    assert st["tts_first_audio"] <= st["first_audio_out"] == st["answer_audio_out"]
