@@ -60,7 +60,9 @@ async def test_call_over_real_clips_is_heard_answered_and_stored(small_engines, 
         # (a turn a runbook covers is answered without the model: no llm_first_token then)
         for name in ("stt_secs", "first_sentence_secs", "voice_to_voice_secs"):
             assert lat.get(name) is not None and lat[name] >= 0, (name, lat)
-        assert 0 < lat["edge_voice_to_voice_secs"] < 15
+        # (the edge counts from the end of the audio file: a reply that began in the clip's
+        # trailing silence is still playing when the file ends, and reads 0.0)
+        assert 0 <= lat["edge_voice_to_voice_secs"] < 15
 
     stored = store.get_call(report["call_id"])
     assert stored["status"] == "completed" and stored["transport"] == "simulated"

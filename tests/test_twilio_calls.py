@@ -43,7 +43,7 @@ async def test_a_phone_call_is_answered_aloud_and_stored(small_engines, tmp_path
     assert result.error is None and result.closed_by == "client"
     assert result.greeting.bot_audio_secs > 2  # the greeting was heard
     (turn,) = result.turns
-    assert 0 < turn.voice_to_voice_secs < 15
+    assert 0 <= turn.voice_to_voice_secs < 15  # 0.0: replying in the clip's trailing silence
     assert turn.bot_audio_secs > 0.5 and rms(turn.bot_samples()) > 300
     # playback marks sent after each reply, echoed (the caller may pause mid-sentence and be
     # answered twice, so the reply's turn number can vary)
