@@ -285,11 +285,9 @@ class TurnRecorder(BaseObserver):
                 and "speech_start" in turn.stages
             ):
                 # the caller went on after a pause, maybe over the acknowledgement and while an
-                # answer was being made: no answer was heard, so it is the same turn, and the
-                # end of it may be acknowledged again
-                turn.discard_unheard_reply()
+                # answer was being made: no answer was heard, so it is the same turn (its unheard
+                # reply is discarded below), and the end of it may be acknowledged again
                 self._acked_turn = None
-                self._answering = False
             elif turn is not None and (self._bot_speaking or "answer_audio_out" in turn.stages):
                 if self._bot_speaking:
                     turn.interrupted = True
