@@ -14,7 +14,8 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import pytest
@@ -235,7 +236,12 @@ def seed_calls(store: CallStore) -> Seeded:
     ids = [vpn]
     for days, transport, category, priority, outcome, user, bot, v2v in others:
         call_id = store.start_call(transport, caller=f"+1415555{len(ids):04d}")
-        t0 = time.time() - days * 86400 - 3600
+        # an hour before now, that many days ago, but never before that day began (UTC):
+        # the date filters count calls by the day they started on
+        day_began = datetime.combine(
+            (datetime.now(UTC) - timedelta(days=days)).date(), dtime.min, UTC
+        )
+        t0 = max(time.time() - days * 86400 - 3600, day_began.timestamp() + 60)
         store.add_turn(call_id, _turn(0, "greeting", "", "Hi, IT helpdesk.", t0, {"bot_done": 3}))
         offsets = {"speech_start": -2, "speech_end": 0, "stt_done": 0.3, "bot_done": 4}
         if v2v is not None:

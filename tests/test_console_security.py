@@ -14,7 +14,7 @@ import json
 import re
 import stat
 import time
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.routing import APIRoute
@@ -439,9 +439,10 @@ def test_filters_search_sort_and_export_on_sqlite_and_postgresql(any_database_ur
     assert sorted(ids(outcome="transferred")) == sorted(seeded.by_outcome["transferred"])
     assert ids(category="network", transport="twilio", priority="P2") == [seeded.vpn]
     assert len(ids(transport="webrtc")) == 2
-    week = (date.today() - timedelta(days=5)).isoformat()
+    today = datetime.now(UTC).date()  # the console's date filters are UTC days
+    week = (today - timedelta(days=5)).isoformat()
     assert len(ids(**{"from": week})) == 7  # the call from nine days ago is left out
-    old = (date.today() - timedelta(days=9)).isoformat()
+    old = (today - timedelta(days=9)).isoformat()
     assert len(ids(**{"from": old, "to": old})) == 1
     # search: both sides, any case, and % _ \ are literal characters, not wildcards
     assert ids(q="ETHERNET at the office") == [seeded.vpn]
