@@ -18,7 +18,19 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 # Reinstall only when the dependency list changed. llama-cpp-python has no binary wheel on
-# PyPI: the first install compiles it (about 13 minutes on 2 cores); pip caches the result.
+# PyPI: the first install compiles it (about 7 to 13 minutes on 2 cores); pip caches the result.
+# It is built for this CPU's vector instructions but without AMX: llama.cpp's default
+# (-march=native) emits AMX tile instructions wherever the CPU lists them, and virtual machines
+# that list AMX without granting its register state kill the first generation with SIGILL.
+if [ -z "${CMAKE_ARGS:-}" ] && [ -r /proc/cpuinfo ]; then
+    cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+    CMAKE_ARGS="-DGGML_NATIVE=OFF"
+    for pair in avx:AVX avx2:AVX2 bmi2:BMI2 fma:FMA f16c:F16C avx_vnni:AVX_VNNI avx512f:AVX512 \
+        avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
+        case "$cpu_flags" in *" ${pair%%:*} "*) CMAKE_ARGS="$CMAKE_ARGS -DGGML_${pair##*:}=ON" ;; esac
+    done
+    export CMAKE_ARGS
+fi
 stamp="$VENV/.installed$extra"
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -143,19 +143,104 @@ def asks_ticket_status(text: str) -> bool:
     return bool(_TICKET_STATUS.search(text.lower()))
 
 
+# "Hi, Karen Walsh from the warehouse." / "Hey, Angela Ruiz here." / "Hello, Simon Clarke
+# speaking." / "Good afternoon, Lucy Turner.": a capitalised first and last name opening the call
+_GREETING = (
+    r"(?i:(?:yes|yeah|oh|well|um|uh|so|hi|hiya|hello|hey|morning|afternoon|evening|good "
+    r"(?:morning|afternoon|evening|day)|hi there|hello there|hey there)[,.!]?\s+)"
+)
+_NAME_OPENING = re.compile(  # case-sensitive: a name is capitalised, "That's all." is not one
+    r"^\s*" + _GREETING + r"+([A-Z][a-z'\-]+\s+[A-Z][a-z'\-]+)"
+    r"(?=\s*(?:[.,!?]|$|\s+(?i:here|speaking|calling|from|in|on)\b))"
+)
+_NAME_HERE = re.compile(r"\b([A-Z][a-z'\-]+(?:\s+[A-Z][a-z'\-]+)?)\s+(?:here|speaking)\b")
+# capitalised words that are not names however a sentence puts them
+_NOT_NAME_WORDS = _NOT_NAMES | set(
+    """hi hello hey good morning afternoon evening yes yeah my the our vpn wi-fi wifi
+    microsoft teams outlook onedrive bitlocker windows mac apple zoom adobe sharepoint excel
+    office printer laptop computer email internet network password account monday tuesday
+    wednesday thursday friday saturday sunday sorry please thanks thank""".split()
+)
+
+
+def _as_name(found: str) -> str | None:
+    kept = []
+    for part in found.split():
+        bare = part.strip("'-")
+        if bare.lower() in _NOT_NAME_WORDS or bare.lower() in _DIGIT_WORDS or not bare:
+            break
+        kept.append(bare[:1].upper() + bare[1:])
+    return " ".join(kept) or None
+
+
 def caller_name(text: str) -> str | None:
     """ "This is Dana Whitfield" -> "Dana Whitfield"; None when no name is given."""
     matches = [*_NAME_ANY_CASE.finditer(text), *_NAME_CAPITALISED.finditer(text)]
     for match in sorted(matches, key=lambda m: m.start()):
-        parts = match.group(1).split()
-        kept = []
-        for part in parts:
-            if part.lower() in _NOT_NAMES or part.lower() in _DIGIT_WORDS:
-                break
-            kept.append(part.strip("'-"))
-        if kept:
-            return " ".join(p[:1].upper() + p[1:] for p in kept)
+        name = _as_name(match.group(1))
+        if name:
+            return name
+    for pattern in (_NAME_OPENING, _NAME_HERE):
+        match = pattern.search(text)
+        if match and match.group(1)[:1].isupper():
+            name = _as_name(match.group(1))
+            if name and len(name.split()) == len(match.group(1).split()):
+                return name
     return None
+
+
+def bare_name(text: str) -> str | None:
+    """An answer to "may I have your name?" that is just the name ("Dana Whitfield.",
+    "It's Dana Whitfield", "Sure, Dana")."""
+    kept = [
+        w
+        for w in re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
+        if w.lower() not in {"it's", "its", "my", "name", "is", "i'm", "this", "it", "sure",
+                             "yes", "yeah", "okay", "ok", "hi", "hello", "of", "course", "am",
+                             "i", "that's", "thats", "uh", "um", "well", "so", "the", "and"}
+    ]  # fmt: skip
+    name = _as_name(" ".join(kept[:3]))
+    return name
+
+
+_LETTER_NAMES = {
+    "ay": "a", "bee": "b", "be": "b", "see": "c", "sea": "c", "cee": "c", "dee": "d",
+    "ee": "e", "eff": "f", "ef": "f", "gee": "g", "aitch": "h", "eye": "i", "jay": "j",
+    "kay": "k", "el": "l", "ell": "l", "em": "m", "en": "n", "oh": "o", "pee": "p",
+    "cue": "q", "queue": "q", "are": "r", "ar": "r", "ess": "s", "tee": "t", "tea": "t",
+    "you": "u", "vee": "v", "ex": "x", "why": "y", "zed": "z", "zee": "z",
+}  # fmt: skip
+
+
+def spelled_words(text: str) -> list[str]:
+    """The words a caller spelled ("R U I Z", "R-U-I-Z", "R. U. I. Z.", "are you eye zed"),
+    each as lower-case letters; runs of at least two letters."""
+    tokens = re.findall(r"[A-Za-z]+", text.replace("double u", "w").replace("double you", "w"))
+    runs: list[str] = []
+    run = ""
+    for token in [*tokens, ""]:
+        bare = token.lower()
+        letter = bare if len(bare) == 1 else _LETTER_NAMES.get(bare) if token.islower() else None
+        if letter:
+            run += letter
+            continue
+        if len(run) >= 2:
+            runs.append(run)
+        run = ""
+    return runs
+
+
+def spelled_name(text: str, heard: str | None = None) -> str | None:
+    """The caller's name from its spelling. Spelled parts replace the heard parts they match
+    best by position ("Angela Reese" + "R U I Z" -> "Angela Ruiz"); a spelling of every part
+    replaces the whole name."""
+    runs = [r.capitalize() for r in spelled_words(text)]
+    if not runs:
+        return None
+    parts = (heard or "").split()
+    if not parts or len(runs) >= len(parts):
+        return " ".join(runs[:3])
+    return " ".join(parts[: len(parts) - len(runs)] + runs)
 
 
 def spoken_digits(text: str) -> str:

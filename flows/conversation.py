@@ -1,10 +1,17 @@
 """One helpdesk call's conversation: what each thing the caller says leads to.
 
-The router reads the caller's words with small pattern checks (``flows.caller_words``) and the
-question the agent last asked, and calls the node's functions itself for the moves that are not
-in doubt: a yes to "did that work?", a ticket number, "open a ticket", "get me a person". Only
-what needs free-form language goes to the model, with a one-line note for that turn. Node changes
-go through pipecat.flows' ``FlowManager`` so the model's context and tools follow the call.
+Each caller turn is understood first (``flows.understanding``: its dialogue act, from
+unambiguous words or a classifier that generalises), then read together with the question the
+agent just asked (``awaiting``). The router calls the node's functions itself for every move it
+can decide, and speaks fixed phrases: only what needs free-form language (small talk, a question
+no runbook answers) goes to the model, with a one-line note for that turn. Node changes go
+through pipecat.flows' ``FlowManager`` so the model's context and tools follow the call.
+
+When hearing fails the call recovers instead of acting on a guess: a transcript Whisper was
+unsure of, a problem no runbook covers well, or a triage the classifier is unsure of gets one
+natural question first ("Sorry, the line is a bit unclear. Is this about: VPN won't connect?").
+A problem is confirmed in one sentence before the first runbook step, so a caller hears what
+the agent understood and can correct it.
 
     conversation = HelpdeskConversation(services, flow_manager)
     await conversation.start()
@@ -21,10 +28,19 @@ from flows import caller_words as cw
 from flows import nodes, prompts
 from flows.functions import HelpdeskFunctions
 from flows.services import HelpdeskServices, Reply
+from flows.understanding import Act, understand
 from voice_agent.tickets.numbers import parse_ticket_number
 
 SHORT_ANSWER_WORDS = 14  # "no, it still says the same thing" is an answer, not a new problem
 MIN_PROBLEM_WORDS = 3  # what is left of "This is Dana, call me on 555 0142" is no problem
+# Whisper's mean token log-probability below which a transcript is probably misheard: measured
+# on the dev scenario callers' lines (espeak-ng voices over a phone line), utterances decoded
+# below -0.55 had a median WER of 0.33, those above 0.0 (``voice-agent bench stt --json``)
+UNSURE_LOGPROB = -0.55
+UNSURE_TRIAGE = 0.45  # the classifier's probability for its category below which it is unsure
+# a runbook match below this similarity is confirmed with the caller before it is walked (the
+# right runbook scored 0.81-0.91 for the dev scenario openings, a wrong one up to 0.856)
+SURE_RUNBOOK = 0.86
 
 
 class HelpdeskConversation:
@@ -44,58 +60,81 @@ class HelpdeskConversation:
     async def start(self) -> None:
         await self.flow.initialize(nodes.greeting_node(self.functions))
 
-    async def handle(self, said: str) -> Reply:
-        """Decide the agent's answer to one caller turn (``said``: the final transcript)."""
+    async def handle(self, said: str, *, heard_logprob: float | None = None) -> Reply:
+        """Decide the agent's answer to one caller turn (``said``: the final transcript;
+        ``heard_logprob``: how sure the recogniser was, None when unknown)."""
         stages: dict[str, float] = {}
-        reply = await self._route(" ".join(said.split()), stages)
+        text = " ".join(said.split())
+        act = understand(text, self.services.acts)
+        reply = await self._route(text, act, heard_logprob, stages)
         reply.stages = stages
+        reply.understood = {"act": act.kind, "confidence": round(act.confidence, 3),
+                            "by": act.source}  # fmt: skip
+        if reply.say:
+            self.state["last_said"] = reply.say
         return reply
 
-    async def _route(self, text: str, stages: dict[str, float]) -> Reply:
+    # -- routing -------------------------------------------------------------------------
+    async def _route(
+        self, text: str, act: Act, heard_logprob: float | None, stages: dict[str, float]
+    ) -> Reply:
         f, state = self.functions, self.state
         words = cw.words(text)
-        short = len(words) <= SHORT_ANSWER_WORDS
-        awaiting = state.get("awaiting")
         if not words:
             return Reply()
-
-        if cw.wants_human(text):
-            return await self._call(f.transfer_to_human, {"reason": text})
+        short = len(words) <= SHORT_ANSWER_WORDS
+        awaiting = state.get("awaiting")
+        unsure_heard = heard_logprob is not None and heard_logprob < UNSURE_LOGPROB
 
         name, number = cw.caller_name(text), cw.callback_number(text)
+        if awaiting in ("name", "spell_name"):
+            return await self._name_given(text, unsure_heard)
         if name or number:
-            state["caller_name"] = name or state.get("caller_name")
-            state["callback_number"] = number or state.get("callback_number")
+            await self._remember_caller(name, number)
+
+        if act.kind == "repeat" and state.get("last_said"):
+            return Reply(say=state["last_said"])
+        if act.kind == "wants_human":
+            return await self._call(f.transfer_to_human, {"reason": text})
 
         # answers to the question the agent just asked
-        if awaiting == "name_for_ticket":
-            state["caller_name"] = state.get("caller_name") or _bare_name(words)
-            return await self._call(f.create_ticket, {})
-        if cw.wants_ticket(text) and state.get("problem"):
-            return await self._ticket()
-        if awaiting == "step_result" and state.get("walk") is not None and short:
-            worked = cw.step_worked(text)
-            if worked is not None:
-                return await self._call(f.next_step, {"worked": worked})
-        if awaiting == "ticket_offer" and short:
-            if cw.said_yes(text) or cw.wants_ticket(text):
-                return await self._ticket()
-            if cw.said_no(text):
+        if awaiting == "confirm_problem":
+            return await self._confirmation(text, act, heard_logprob, stages)
+        if awaiting == "callback_offer":
+            if act.kind in ("yes", "wants_ticket", "not_worked"):
+                return await self._with_name("callback", f.arrange_callback, {})
+            if act.kind in ("no", "goodbye", "worked"):
                 state["awaiting"] = "anything_else"
                 return Reply(say=prompts.NO_TICKET)
-        ticket_number = parse_ticket_number(text, expecting=awaiting == "ticket_number")
-        if awaiting == "ticket_number" or cw.asks_ticket_status(text) or (ticket_number and short):
-            if ticket_number or awaiting != "ticket_number" or short:
-                return await self._call(f.ticket_status, {"number": ticket_number})
-        asked_anything_else = awaiting == "anything_else"
-        if (
-            (asked_anything_else or state.get("problem"))
-            and short
-            and (
-                cw.says_goodbye(text, asked_anything_else=asked_anything_else)
-                or (asked_anything_else and cw.said_no(text))
-            )
-        ):
+        if awaiting == "ticket_number":
+            ticket_number = parse_ticket_number(text, expecting=True)
+            if ticket_number or act.kind not in ("problem", "goodbye"):
+                return await self._ticket_status(text, ticket_number, stages)
+        if act.kind == "wants_ticket" and state.get("problem"):
+            return await self._ticket()
+        if awaiting == "step_result" and state.get("walk") is not None and short:
+            step = self._step_answer(act)
+            if step is not None:
+                return await self._call(f.next_step, {"worked": step})
+        if awaiting == "ticket_offer" and short:
+            if act.kind in ("yes", "wants_ticket", "not_worked"):
+                return await self._ticket()
+            if act.kind in ("no", "worked", "goodbye"):
+                state["awaiting"] = "anything_else"
+                return Reply(say=prompts.NO_TICKET)
+            if act.kind in ("unclear", "repeat") and not state.get("reoffered"):
+                state["reoffered"] = True
+                return Reply(say=prompts.REOFFER_TICKET)
+        ticket_number = parse_ticket_number(text, expecting=False)
+        if act.kind == "ticket_status" or (ticket_number and short):
+            return await self._ticket_status(text, ticket_number, stages)
+        if awaiting == "anything_else" and short:
+            if act.kind in ("no", "goodbye", "worked"):
+                return await self._call(f.end_call, {})
+            if act.kind == "yes":
+                state["awaiting"] = "problem"
+                return Reply(say=prompts.WHAT_CAN_I_HELP)
+        if act.kind == "goodbye" and short and (state.get("problem") or awaiting):
             return await self._call(f.end_call, {})
 
         # the caller only said who they are (answering the greeting)
@@ -107,33 +146,196 @@ class HelpdeskConversation:
                     {"name": state.get("caller_name"), "callback_number": state["callback_number"]},
                 )
 
-        # a problem: triage it (once per problem), then the runbooks
-        if state.get("triage") is None or awaiting == "anything_else":
-            if cw.is_small_talk(text):
+        walking = state.get("walk") is not None
+        if walking and awaiting == "step_result" and short:
+            if not state.get("asked_step_result"):
+                state["asked_step_result"] = True
+                return Reply(say=prompts.ASK_STEP_RESULT)
+            return await self._call(f.next_step, {"worked": False})
+        if awaiting == "problem" and state.get("problem"):
+            # the problem told again after "could you tell me the problem again?"
+            if act.kind in ("yes", "no", "repeat") or len(words) < MIN_PROBLEM_WORDS:
+                return Reply(say=prompts.ASK_PROBLEM_AGAIN)
+            return await self._new_problem(f"{state['problem']} {text}", heard_logprob, stages)
+        new_problem = state.get("triage") is None or awaiting in ("anything_else", "problem")
+        if new_problem or (act.kind == "problem" and not short):
+            if cw.is_small_talk(text) or act.kind in ("unclear", "repeat", "yes", "no"):
+                if state.get("triage") is None and not cw.is_small_talk(text):
+                    return Reply(say=prompts.ASK_PROBLEM_AGAIN)
                 return Reply()  # small talk: the model answers
-            reply = await self._call(f.triage_problem, {"description": text})
+            return await self._new_problem(text, heard_logprob, stages)
+        if act.kind == "wants_ticket":
+            return await self._new_problem(text, heard_logprob, stages, then_ticket=True)
+        # more detail on a problem no runbook matched yet: search with everything said
+        return await self._find_runbook(f"{state.get('problem', '')} {text}".strip(), stages)
+
+    @staticmethod
+    def _step_answer(act: Act) -> bool | None:
+        if act.kind in ("worked", "yes"):
+            return True
+        if act.kind in ("not_worked", "no"):
+            return False
+        return None
+
+    # -- a problem -------------------------------------------------------------------------
+    async def _new_problem(
+        self,
+        text: str,
+        heard_logprob: float | None,
+        stages: dict[str, float],
+        *,
+        then_ticket: bool = False,
+    ) -> Reply:
+        f, state = self.functions, self.state
+        for key in ("walk", "candidate", "asked_step_result", "reoffered"):
+            state.pop(key, None)
+        reply = await self._call(f.triage_problem, {"description": text})
+        stages["triage_done"] = time.time()
+        triage = state.get("triage") or {}
+        if triage.get("category") == "ticket_status":
+            return await self._ticket_status(text, parse_ticket_number(text), stages)
+        if triage.get("escalate"):
+            if not state.get("caller_name") and not state.get("asked_name"):
+                state["asked_name"] = True
+                state["awaiting"], state["pending"] = "name", "escalate"
+                security = triage.get("category") == "security"
+                return Reply(say=prompts.ask_name_for_urgent(security))
+            return await self._escalate(stages)
+        if reply.say:
+            return reply
+        if then_ticket:
+            return await self._ticket()
+        unsure = (
+            heard_logprob is not None and heard_logprob < UNSURE_LOGPROB
+        ) or triage.get("confidence", 1.0) < UNSURE_TRIAGE
+        return await self._find_runbook(text, stages, unsure=unsure)
+
+    async def _find_runbook(
+        self, query: str, stages: dict[str, float], *, unsure: bool = False
+    ) -> Reply:
+        f, state = self.functions, self.state
+        found = await self._call(f.find_runbook, {"query": query})
+        stages["lookup_done"] = time.time()
+        if found.say or found.error:  # the runbooks are down: a ticket was left
+            return found
+        walk = state.get("candidate")
+        ask_once = not state.get("clarified")
+        sure = walk is not None and walk.similarity >= SURE_RUNBOOK
+        if walk is not None and sure and not unsure:
+            return await self._call(f.begin_walk, {})
+        if walk is not None and ask_once:  # "Is this about: VPN won't connect?"
+            state["clarified"] = True
+            state["awaiting"] = "confirm_problem"
+            return Reply(say=prompts.confirm_problem(walk.hit.title))
+        if walk is not None and sure:
+            return await self._call(f.begin_walk, {})
+        state.pop("candidate", None)
+        if unsure and ask_once:
+            state["clarified"] = True
+            state["awaiting"] = "problem"
+            return Reply(say=prompts.SAY_AGAIN)
+        state["awaiting"] = "ticket_offer"
+        return Reply(say=prompts.NO_RUNBOOK)
+
+    async def _confirmation(
+        self, text: str, act: Act, heard_logprob: float | None, stages: dict[str, float]
+    ) -> Reply:
+        f, state = self.functions, self.state
+        if act.kind in ("yes", "worked"):
+            return await self._call(f.begin_walk, {})
+        if act.kind in ("no", "not_worked", "problem"):
+            rejected = state.pop("candidate", None)
+            if rejected is not None:
+                state.setdefault("rejected_runbooks", []).append(rejected.hit.article_path)
+            if len(cw.words(text)) <= 5:
+                state["awaiting"] = "problem"
+                return Reply(say=prompts.RETELL)
+            # "No, it's my Outlook that crashes": the problem told again in the same breath
+            return await self._new_problem(text, heard_logprob, stages)
+        if act.kind == "wants_ticket":
+            return await self._ticket()
+        return await self._call(f.begin_walk, {})  # no clear answer: go on with the guess
+
+    async def _ticket_status(
+        self, text: str, number: str | None, stages: dict[str, float]
+    ) -> Reply:
+        """A question about an existing ticket: by its number, else (the caller does not have
+        it) the caller's latest ticket, once their name is known."""
+        f, state = self.functions, self.state
+        if state.get("triage") is None:
+            await self._call(f.triage_problem, {"description": text, "category": "ticket_status"})
             stages["triage_done"] = time.time()
-            if reply.say or state.get("triage", {}).get("category") == "ticket_status":
-                # escalated, or a ticket-status call: the node's first function has run
-                if not reply.say:
-                    return await self._call(f.ticket_status, {"number": ticket_number})
-                return reply
-        elif state.get("walk") is not None and short:
-            return Reply(note=prompts.UNCLEAR_STEP_NOTE)
-        elif state.get("walk") is None and state.get("problem") and short:
-            # more detail on a problem no runbook matched yet: search with everything said
-            text = f"{state['problem']} {text}"
-        reply = await self._call(f.search_runbooks, {"query": text})
+        if number or not state.get("asked_ticket_number"):
+            return await self._call(f.ticket_status, {"number": number, "said": text})
+        return await self._with_name(
+            "lookup", f.ticket_status, {"number": None, "said": text, "lookup": True}
+        )
+
+    async def _escalate(self, stages: dict[str, float]) -> Reply:
+        reply = await self._call(self.functions.escalate, {})
         stages["lookup_done"] = time.time()
         return reply
 
-    async def _ticket(self) -> Reply:
+    # -- who is calling ----------------------------------------------------------------------
+    async def _remember_caller(self, name: str | None, number: str | None) -> None:
+        state = self.state
+        before = (state.get("caller_name"), state.get("callback_number"))
+        # a name heard when none was asked for does not replace one the caller already gave
+        state["caller_name"] = state.get("caller_name") or name
+        state["callback_number"] = number or state.get("callback_number")
+        if (state["caller_name"], state["callback_number"]) != before:
+            await self.functions.tell_caller(state)
+
+    async def _name_given(self, text: str, unsure_heard: bool) -> Reply:
+        """The answer to "may I have your name?" (or to "could you spell it?")."""
+        state = self.state
+        words = cw.words(text)
+        if state.get("awaiting") == "spell_name":
+            spelled = cw.spelled_name(text, state.get("caller_name"))
+            name = spelled or state.get("caller_name")
+        else:
+            name = cw.caller_name(text) or cw.bare_name(text)
+            if name and unsure_heard and not state.get("asked_spelling"):
+                state["asked_spelling"] = True
+                state["caller_name"] = name
+                state["awaiting"] = "spell_name"
+                return Reply(say=prompts.ASK_SPELLING)
+        if name:
+            state["caller_name"] = name  # asked for: it replaces what was heard before
+        state["callback_number"] = cw.callback_number(text) or state.get("callback_number")
+        await self.functions.tell_caller(state)
+        pending = state.pop("pending", None)
+        state["awaiting"] = None
+        if not name and words and not state.get("asked_name_twice"):
+            state["asked_name_twice"] = True
+            state["awaiting"], state["pending"] = "name", pending
+            return Reply(say="Sorry, I didn't catch your name. Could you say it again?")
+        return await self._do_pending(pending)
+
+    async def _do_pending(self, pending: str | None) -> Reply:
+        f = self.functions
+        if pending == "escalate":
+            return await self._escalate({})
+        if pending == "callback":
+            return await self._call(f.arrange_callback, {})
+        if pending == "lookup":
+            return await self._call(f.ticket_status, {"number": None, "lookup": True})
+        if pending == "ticket":
+            return await self._call(f.create_ticket, {})
+        return await self._call(f.record_caller, {})
+
+    async def _with_name(self, pending: str, function, args: dict) -> Reply:
+        """Do ``function``, first asking the caller's name once if it is not known."""
         state = self.state
         if not state.get("caller_name") and not state.get("asked_name"):
             state["asked_name"] = True
-            state["awaiting"] = "name_for_ticket"
-            return Reply(say=prompts.ASK_NAME_FOR_TICKET)
-        return await self._call(self.functions.create_ticket, {})
+            state["awaiting"], state["pending"] = "name", pending
+            ask = prompts.ASK_NAME_FOR_LOOKUP if pending == "lookup" else prompts.ASK_NAME_FOR_TICKET
+            return Reply(say=ask)
+        return await self._call(function, args)
+
+    async def _ticket(self) -> Reply:
+        return await self._with_name("ticket", self.functions.create_ticket, {})
 
     async def _call(self, function, args: dict) -> Reply:
         result, next_node = await function(args, self.flow)
@@ -154,12 +356,7 @@ def _without_identity(words: list[str], name: str | None) -> list[str]:
     skip = set(cw.words(name or "")) | {
         "hi", "hello", "hey", "this", "is", "my", "name", "name's", "it's", "i'm", "i", "am",
         "and", "you", "can", "call", "me", "back", "at", "on", "number", "phone", "the",
-        "reach", "here", "speaking", "yes", "yeah", "ok", "okay",
+        "reach", "here", "speaking", "yes", "yeah", "ok", "okay", "there", "good", "morning",
+        "afternoon", "evening",
     }  # fmt: skip
     return [w for w in words if w not in skip and not w.isdigit() and w not in cw._DIGIT_WORDS]
-
-
-def _bare_name(words: list[str]) -> str | None:
-    """An answer to "may I have your name?" that is just the name ("Dana Whitfield.")."""
-    kept = [w for w in words if w not in {"it's", "its", "my", "name", "is", "i'm", "this"}]
-    return " ".join(w.capitalize() for w in kept[:3]) or None

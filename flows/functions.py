@@ -7,8 +7,9 @@ carries ``say`` (words to speak as they are) or ``note`` (what the model should 
 next node, when the call moves on.
 
 Call state lives in ``flow_manager.state``: ``caller_name``, ``callback_number``, ``problem``,
-``triage``, ``walk`` (the runbook being followed), ``awaiting`` (the question the agent just
-asked), ``ticket`` and ``outcome``.
+``triage``, ``candidate`` (the runbook found, not walked yet), ``walk`` (the runbook being
+followed), ``awaiting`` (the question the agent just asked), ``ticket`` and ``outcome``
+(resolved, status, ticket, callback, transferred, abandoned).
 """
 
 from __future__ import annotations
@@ -42,8 +43,19 @@ class HelpdeskFunctions:
         name = args.get("name") or state.get("caller_name")
         number = args.get("callback_number") or state.get("callback_number")
         state["caller_name"], state["callback_number"] = name, number
-        await _maybe_await(self.services.on_caller(name, number))
+        await self.tell_caller(state)
+        state["awaiting"] = "problem" if not state.get("problem") else "anything_else"
+        if state.get("problem"):
+            return {"say": f"Thanks, {name}. " + prompts.ANYTHING_ELSE if name else
+                    prompts.ANYTHING_ELSE, "caller_name": name}, None  # fmt: skip
         return {"say": prompts.ask_problem(name), "caller_name": name}, None
+
+    async def tell_caller(self, state: dict[str, Any]) -> None:
+        """The call record learns the caller's name and callback number as soon as they are
+        heard (not only once a ticket is opened)."""
+        await _maybe_await(
+            self.services.on_caller(state.get("caller_name"), state.get("callback_number"))
+        )
 
     # -- what kind of problem -------------------------------------------------------------
     async def triage_problem(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
@@ -51,7 +63,10 @@ class HelpdeskFunctions:
         state = flow_manager.state
         description = str(args.get("description") or "")
         started = time.perf_counter()
-        result = await asyncio.to_thread(self.services.triage.classify, description)
+        if args.get("category"):  # the conversation already knows what kind of call this is
+            result = self.services.triage.with_category(description, str(args["category"]))
+        else:
+            result = await asyncio.to_thread(self.services.triage.classify, description)
         secs = time.perf_counter() - started
         state["problem"] = description
         state["triage"] = _triage_dict(result)
@@ -62,35 +77,61 @@ class HelpdeskFunctions:
             f"{result.source}, {secs * 1000:.0f} ms)"
         )
         if result.escalate:
-            return await self.escalate(args, flow_manager)
+            return {"triage": state["triage"]}, nodes.escalation_node(self)
         if result.category == "ticket_status":
             return {"triage": state["triage"]}, nodes.ticket_status_node(self)
         return {"triage": state["triage"]}, nodes.specialist_node(self, result.category)
 
     async def escalate(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
-        """Security incidents and P1: a priority ticket at once, then a human."""
+        """Security incidents and P1: a priority ticket at once, then a human (now, or by a
+        call back), and the runbook's first step for the caller to do meanwhile."""
         state = flow_manager.state
         triage = state.get("triage") or {}
         ticket = await self._open_ticket(state, reason="escalated")
         transferring = self.services.can_transfer
+        meanwhile, citations = None, []
+        if not transferring and triage.get("category") == "security":
+            # what to do right now (change the password, lock the device) is in the runbook; an
+            # outage of many users has nothing for the one caller to do
+            try:
+                walk = await self.services.runbooks.find(state.get("problem") or "")
+            except RunbooksUnavailable:
+                walk = None
+            if walk is not None and walk.steps:
+                meanwhile, citations = walk.steps[0], [walk.citation()]
         say = prompts.escalated(
             ticket.number,
             security=triage.get("category") == "security",
             transferring=transferring,
             callback=state.get("callback_number") or self.services.caller_phone,
+            meanwhile=meanwhile,
         )
         await self._set_outcome(state, "transferred" if transferring else "ticket")
         state["awaiting"] = None if transferring else "anything_else"
         result = {"say": say, "ticket": ticket.number, "transfer": transferring}
+        result["citations"] = citations
         return result, nodes.escalation_node(self)
 
     # -- runbooks -------------------------------------------------------------------------
     async def search_runbooks(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
-        """Find the runbook for the problem and give its first step."""
+        """Find the runbook for the problem and give its first step (a tool for the model)."""
+        found, node = await self.find_runbook(args, flow_manager)
+        if found.get("say") or found.get("error"):
+            return found, node
+        if flow_manager.state.get("candidate") is None:
+            flow_manager.state["awaiting"] = "ticket_offer"
+            return {"say": prompts.NO_RUNBOOK, "citations": []}, None
+        return await self.begin_walk({}, flow_manager)
+
+    async def find_runbook(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
+        """The runbook that covers the problem, kept as the call's ``candidate`` (not walked
+        yet); when the runbooks cannot be searched, a ticket is left and the caller told."""
         state = flow_manager.state
         query = str(args.get("query") or state.get("problem") or "")
         try:
-            walk = await self.services.runbooks.find(query)
+            walk = await self.services.runbooks.find(
+                query, exclude=frozenset(state.get("rejected_runbooks") or ())
+            )
         except RunbooksUnavailable as e:
             logger.warning(f"runbooks unavailable: {e}")
             ticket = await self._open_ticket(state, reason="runbooks_unavailable")
@@ -102,10 +143,18 @@ class HelpdeskFunctions:
             }, None
         finally:
             state["lookup_done"] = time.time()
+        state["candidate"] = walk
         if walk is None:
-            state["walk"] = None
+            return {"citations": []}, None
+        return {"runbook": walk.hit.title, "similarity": round(walk.similarity, 3)}, None
+
+    async def begin_walk(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
+        """Walk the candidate runbook: the problem confirmed in one sentence, then step one."""
+        state = flow_manager.state
+        walk = state.pop("candidate", None)
+        if walk is None:
             state["awaiting"] = "ticket_offer"
-            return {"note": prompts.NO_RUNBOOK_NOTE, "citations": []}, None
+            return {"say": prompts.NO_RUNBOOK}, None
         state["walk"] = walk
         return await self.next_step({}, flow_manager)
 
@@ -128,7 +177,11 @@ class HelpdeskFunctions:
         step = walk.steps[walk.next_step]
         walk.next_step += 1
         state["awaiting"] = "step_result"
-        say = prompts.say_step(step, walk.next_step, len(walk.steps))
+        state.pop("asked_step_result", None)
+        if walk.next_step == 1:
+            say = prompts.first_step(walk.hit.title, step, len(walk.steps))
+        else:
+            say = prompts.say_step(step, walk.next_step, len(walk.steps))
         return {"say": say, "citations": citations}, None
 
     # -- tickets --------------------------------------------------------------------------
@@ -145,29 +198,67 @@ class HelpdeskFunctions:
         return {"say": say, "ticket": ticket.number}, nodes.wrap_up_node(self)
 
     async def ticket_status(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
-        """Read back the status of an existing ticket by its number."""
+        """Read back the status of an existing ticket: by its number, or (when the caller does
+        not have it) the latest ticket opened from their line or under their name."""
         state = flow_manager.state
         number = args.get("number")
+        if not number and (args.get("lookup") or state.get("asked_ticket_number")):
+            ticket = await self.services.tickets.latest_for_caller(
+                caller=self.services.caller_phone,
+                name=state.get("caller_name"),
+                callback_number=state.get("callback_number"),
+                call_id=self.services.call_id,
+            )
+            if ticket is None:
+                state["awaiting"] = "ticket_number"
+                return {"say": prompts.no_open_ticket(state.get("caller_name"))}, None
+            return await self._read_status(state, ticket)
         if not number:
+            state["asked_ticket_number"] = True
             state["awaiting"] = "ticket_number"
             return {"say": prompts.ASK_TICKET_NUMBER}, None
         ticket = await self.services.tickets.get(str(number))
         if ticket is None:
             state["awaiting"] = "ticket_number"
             return {"say": prompts.ticket_not_found(str(number))}, None
+        return await self._read_status(state, ticket)
+
+    async def _read_status(self, state: dict[str, Any], ticket) -> Result:
         state["awaiting"] = "anything_else"
-        await self._set_outcome(state, "resolved")
+        await self._set_outcome(state, "status")
         say = prompts.ticket_status(ticket.number, ticket.status, ticket.summary)
         return {"say": say, "ticket": ticket.number}, nodes.wrap_up_node(self)
 
     # -- ending the call ------------------------------------------------------------------
     async def transfer_to_human(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
+        """A person now; with no transfer possible, a call back is offered once, and asked
+        again, arranged (the caller never hears the same refusal twice)."""
         state = flow_manager.state
-        if not self.services.can_transfer:
-            return {"say": prompts.CANNOT_TRANSFER}, None
-        await self._set_outcome(state, "transferred")
-        state["awaiting"] = None
-        return {"say": prompts.TRANSFERRING, "transfer": True}, None
+        if self.services.can_transfer:
+            await self._set_outcome(state, "transferred")
+            state["awaiting"] = None
+            return {"say": prompts.TRANSFERRING, "transfer": True}, None
+        if not state.get("offered_callback"):
+            state["offered_callback"] = True
+            state["awaiting"] = "callback_offer"
+            return {"say": prompts.OFFER_CALLBACK}, None
+        return await self.arrange_callback({"insisted": True}, flow_manager)
+
+    async def arrange_callback(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
+        """No one to transfer to: a ticket for a technician to call the caller back."""
+        state = flow_manager.state
+        if state.get("callback_ticket"):
+            ticket_number = state["callback_ticket"]
+        else:
+            ticket = await self._open_ticket(state, reason="callback")
+            ticket_number = state["callback_ticket"] = ticket.number
+        await self._set_outcome(state, "callback")
+        state["awaiting"] = "anything_else"
+        callback = state.get("callback_number") or self.services.caller_phone
+        say = prompts.callback_arranged(
+            ticket_number, callback, insisted=bool(args.get("insisted"))
+        )
+        return {"say": say, "ticket": ticket_number}, nodes.wrap_up_node(self)
 
     async def end_call(self, args: FlowArgs, flow_manager: FlowManager) -> Result:
         state = flow_manager.state
@@ -209,7 +300,8 @@ class HelpdeskFunctions:
 
     async def _set_outcome(self, state: dict[str, Any], outcome: str) -> None:
         # a ticket or a transfer outranks "resolved" from an earlier problem on the same call
-        rank = {"abandoned": 0, "resolved": 1, "ticket": 2, "transferred": 3}
+        rank = {"abandoned": 0, "resolved": 1, "status": 1, "ticket": 2, "callback": 3,
+                "transferred": 4}  # fmt: skip
         if rank.get(outcome, 0) >= rank.get(state.get("outcome") or "abandoned", 0):
             state["outcome"] = outcome
             await _maybe_await(self.services.on_outcome(outcome))

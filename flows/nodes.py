@@ -158,11 +158,15 @@ def ticket_status_node(f: HelpdeskFunctions) -> NodeConfig:
     }
 
 
+def escalate(f: HelpdeskFunctions) -> FlowsFunctionSchema:
+    return _fn("escalate", "Open a priority ticket and hand over to a technician.", f.escalate)
+
+
 def escalation_node(f: HelpdeskFunctions) -> NodeConfig:
     return {
         "name": "escalation",
-        "task_messages": _task("Urgent or security problem: a priority ticket is open."),
-        "functions": [transfer_to_human(f), end_call(f)],
+        "task_messages": _task("Urgent or security problem: open a priority ticket."),
+        "functions": [escalate(f), transfer_to_human(f), end_call(f)],
         "respond_immediately": False,
     }
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 SYSTEM_PROMPT = (
     "You are the IT helpdesk voice assistant for {company} on a phone call. "
-    "Reply in one to three short spoken sentences, plain words only: "
-    "no lists, markdown, URLs or code. "
-    "When told no runbook covers the problem, say so plainly and offer to open a ticket. "
-    "If you cannot solve it, offer to open a ticket or transfer to a technician."
+    "You are the helpdesk: never tell the caller to contact IT or open a ticket themselves. "
+    "Reply in one or two short spoken sentences, plain words only: "
+    "no lists, markdown, menu paths, URLs or code. "
+    "If you cannot solve it, offer to open a ticket for a technician."
 )
 
 GREETING = "Hi, you've reached the {company} IT helpdesk."
@@ -42,6 +42,24 @@ CANNOT_TRANSFER = (
     "I'm sorry, I can't transfer you to a person right now. "
     "Tell me what's going on and I'll do my best to help."
 )
+OFFER_CALLBACK = (
+    "I'm sorry, I can't put you through to a person right now. "
+    "I can have a technician call you back instead. Would you like me to arrange that?"
+)
+
+
+def callback_arranged(number: str, callback: str | None, *, insisted: bool) -> str:
+    """The second request for a person with no transfer possible: what happens instead."""
+    back = f" at {spell(callback)}" if callback else ""
+    lead = (
+        "I understand. There's no one I can put you through to right now, so I've asked"
+        if insisted
+        else "Done. I've asked"
+    )
+    return (
+        f"{lead} a technician to call you back{back} as soon as one is free. "
+        f"Your ticket number is {spell(number)}. " + ANYTHING_ELSE
+    )
 
 
 # Runbook walks are spoken from the runbook itself (each step is one short spoken sentence).
@@ -55,16 +73,42 @@ def say_step(step: str, number: int, total: int) -> str:
     return f"{lead} {step[0].lower()}{step[1:]} Did that work?"
 
 
-STEP_WORKED = "Great, I'm glad that worked. Is there anything else I can help you with?"
+def first_step(title: str, step: str, total: int) -> str:
+    """The problem confirmed in one sentence, then the runbook's first step."""
+    return f"Okay, I have a guide for this: {spoken_title(title)}. " + say_step(step, 1, total)
+
+
+def spoken_title(title: str) -> str:
+    """ "VPN won't connect" stays; "Account locked out" -> "account locked out"."""
+    first = title.split(" ", 1)[0]
+    if first[:1].isupper() and not (first.isupper() or any(c.isupper() for c in first[1:])):
+        return title[0].lower() + title[1:]
+    return title
+
+
 STEPS_EXHAUSTED = (
     "I'm sorry, we've tried every step I have for this. "
-    "I can open a ticket so a technician follows up with you."
+    "Would you like me to open a ticket so a technician follows up?"
 )
+NO_RUNBOOK = (
+    "I don't have a guide for that one. "
+    "Would you like me to open a ticket so a technician follows up?"
+)
+ASK_STEP_RESULT = "Sorry, did that step work for you? A yes or no is fine."
+REOFFER_TICKET = "Sorry, should I open a ticket for a technician? A yes or no is fine."
 
-UNCLEAR_STEP_NOTE = "Ask the caller, in one sentence, whether the last step you gave worked."
-NO_RUNBOOK_NOTE = (
-    "No runbook covers this: say so in one sentence and ask if they want a ticket opened."
+
+# When the agent is unsure what it heard: ask once, naturally, before acting on it.
+def confirm_problem(title: str) -> str:
+    return f"Sorry, the line is a bit unclear. Is this about: {spoken_title(title)}?"
+
+
+SAY_AGAIN = (
+    "Sorry, the line is a bit unclear. Could you tell me the problem again in a few words?"
 )
+RETELL = "Sorry about that. Could you tell me the problem again in a few words?"
+WHAT_CAN_I_HELP = "Sure. What else can I help you with?"
+ASK_PROBLEM_AGAIN = "Sorry, I didn't quite catch that. What can I help you with?"
 LOOKUP_DOWN = (
     "I'm sorry, I can't look that up right now. I can open a ticket so a technician calls you back."
 )
@@ -87,8 +131,15 @@ GOODBYE = "Thanks for calling the IT helpdesk. Goodbye!"
 NO_TICKET = "Okay, no ticket then. " + ANYTHING_ELSE
 ASK_TICKET_NUMBER = "Sure. What's the ticket number? It starts with I N C."
 ASK_NAME_FOR_TICKET = "I'll open a ticket for that. May I have your name first?"
+ASK_NAME_FOR_LOOKUP = "No problem, I can look it up. May I have your name?"
+ASK_SPELLING = "Thanks. Could you spell your name for me, letter by letter?"
 OFFER_TICKET = "Would you like me to open a ticket so a technician follows up?"
 GLAD_IT_WORKED = "Great, I'm glad that worked. " + ANYTHING_ELSE
+
+
+def ask_name_for_urgent(security: bool) -> str:
+    what = "This is a security matter" if security else "This sounds urgent"
+    return f"{what}, so I'll open a priority ticket right away. May I have your name?"
 
 
 def ask_problem(name: str | None) -> str:
@@ -107,13 +158,26 @@ def ticket_opened(number: str, callback: str | None) -> str:
     )
 
 
-def escalated(number: str, *, security: bool, transferring: bool, callback: str | None) -> str:
+def escalated(
+    number: str,
+    *,
+    security: bool,
+    transferring: bool,
+    callback: str | None,
+    meanwhile: str | None = None,
+) -> str:
+    """A priority ticket is open; a human takes over (now, or by calling back). ``meanwhile``:
+    the runbook's first step, for the caller to do while they wait."""
     what = "This is a security matter" if security else "This is urgent"
     said = f"{what}, so I've opened priority ticket {spell(number)}."
     if transferring:
         return said + " I'm connecting you to a technician now. Please hold."
     back = f" at {spell(callback)}" if callback else ""
-    return said + f" A technician will call you back{back} as soon as possible."
+    said += f" A technician will call you back{back} as soon as possible."
+    if meanwhile:
+        step = meanwhile.rstrip(".") + "."
+        said += f" In the meantime, {step[0].lower()}{step[1:]}"
+    return said + " " + ANYTHING_ELSE
 
 
 _STATUS_WORDS = {
@@ -130,6 +194,14 @@ def ticket_status(number: str, status: str, summary: str) -> str:
     state = _STATUS_WORDS.get(status, f"has status {status.replace('_', ' ')}")
     about = f" It's about: {summary.rstrip('.')}." if summary else ""
     return f"Ticket {spell(number)} {state}.{about} " + ANYTHING_ELSE
+
+
+def no_open_ticket(name: str | None) -> str:
+    who = f", {name}" if name else ""
+    return (
+        f"I couldn't find an open ticket under your name or number{who}. "
+        "If you have the ticket number, read it to me one character at a time."
+    )
 
 
 def ticket_not_found(number: str) -> str:

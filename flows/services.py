@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flows.runbooks import RunbookGuide
+from flows.understanding import ActClassifier
 
 
 class TriageLike(Protocol):
@@ -26,6 +27,8 @@ class Triage(Protocol):
     """voice_agent.triage.Triager: a fast classifier, with the language model when unsure."""
 
     def classify(self, text: str) -> TriageLike: ...
+
+    def with_category(self, text: str, category: str) -> TriageLike: ...
 
     async def triage(self, text: str) -> TriageLike: ...
 
@@ -48,6 +51,10 @@ class TicketDesk(Protocol):
 
     async def get(self, number: str) -> TicketLike | None: ...
 
+    async def latest_for_caller(
+        self, *, caller: str | None, name: str | None, callback_number: str | None
+    ) -> TicketLike | None: ...
+
 
 @dataclass
 class Reply:
@@ -61,6 +68,8 @@ class Reply:
     error: str | None = None  # machine-readable code when something failed (recorded)
     ticket: str | None = None  # the ticket opened or read back on this turn
     stages: dict[str, float] = field(default_factory=dict)  # triage_done, lookup_done
+    # what the caller's turn was understood to do: {"act", "confidence", "by"}
+    understood: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +77,7 @@ class HelpdeskServices:
     runbooks: RunbookGuide
     triage: Triage
     tickets: TicketDesk
+    acts: ActClassifier | None = None  # voice_agent.dialogue_acts: what a caller's turn does
     call_id: str | None = None
     caller_phone: str | None = None  # the line the call came from (Twilio "From")
     can_transfer: bool = False

@@ -42,7 +42,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -221,6 +221,25 @@ class DialResult:
 
 
 Utterance = tuple[str, np.ndarray | Exception]  # (source, int16 8 kHz samples | read error)
+
+
+class CallerScript(Protocol):
+    """A caller who decides each turn by what was heard so far (``voice-agent bench scenarios``).
+
+    ``next_utterance`` is called once the greeting, then each reply, has played out; it returns
+    the next turn, or None to hang up. The line stays open with silence while it decides."""
+
+    async def next_utterance(self, call: DialResult) -> Utterance | None: ...
+
+
+class _FixedScript:
+    """The same utterances in order, whatever the agent says."""
+
+    def __init__(self, utterances: list[Utterance]) -> None:
+        self._left = list(utterances)
+
+    async def next_utterance(self, call: DialResult) -> Utterance | None:
+        return self._left.pop(0) if self._left else None
 
 
 class _ServerHungUp(Exception):
@@ -450,7 +469,19 @@ class _TwilioCall:
             turn.audio_end_at = time.time()
         self._dtmf_queue.extend(self._dtmf.get(turn.index, ""))
 
-    async def run(self, utterances: list[Utterance]) -> None:
+    async def _decide(self, script: CallerScript) -> Utterance | None:
+        """The caller's next turn, keeping the line open with silence while it is decided."""
+        pending = asyncio.ensure_future(script.next_utterance(self._result))
+        await asyncio.sleep(0)  # a fixed script answers at once: no silence frame in between
+        silence = bytes([MULAW_SILENCE]) * FRAME_BYTES
+        try:
+            while not pending.done():
+                await self._send_frame(silence)
+        finally:
+            pending.cancel()
+        return pending.result()
+
+    async def run(self, script: CallerScript) -> None:
         result = self._result
         tasks = [
             asyncio.create_task(self._receive(), name=f"twilio-rx-{result.call_sid}"),
@@ -474,7 +505,10 @@ class _TwilioCall:
             await self._wait_for_reply(
                 result.greeting, self._greeting_timeout_secs, self._barge_in_after_secs.get(1)
             )
-            for index, (source, audio) in enumerate(utterances, start=1):
+            index = 0
+            while (utterance := await self._decide(script)) is not None:
+                index += 1
+                source, audio = utterance
                 turn = DialTurn(index=index, source=str(source), started_at=time.time())
                 result.turns.append(turn)
                 self._current = turn
@@ -521,7 +555,7 @@ def _check_dtmf(dtmf: dict[int, str]) -> None:
 
 async def dial(
     url: str,
-    utterances: list[Utterance],
+    utterances: list[Utterance] | CallerScript,
     *,
     caller: str = "+15550100000",
     reply_timeout_secs: float = 60,
@@ -536,6 +570,7 @@ async def dial(
     ``utterances`` are ``(source, samples)`` with int16 mono samples at 8000 Hz (see
     ``load_phone_audio``), or ``(source, exception)`` for a file that could not be read: that turn
     records the error and sends only silence (``settle_secs`` of it; no reply is waited for).
+    A :class:`CallerScript` instead decides each turn by what the caller has heard.
     ``barge_in_after_secs[i]`` starts turn ``i`` (1-based) that many seconds after the first
     audio of the reply before it, instead of after that reply has played out. ``dtmf[i]`` is sent
     as key presses right after turn ``i``'s audio (one ``dtmf`` event per digit, 100 ms apart).
@@ -544,7 +579,11 @@ async def dial(
     """
     barge_in = dict(barge_in_after_secs or {})
     keys = dict(dtmf or {})
-    _check_utterances(utterances)
+    if isinstance(utterances, list):
+        _check_utterances(utterances)
+        script: CallerScript = _FixedScript(utterances)
+    else:
+        script = utterances
     _check_dtmf(keys)
     result = DialResult(call_sid=new_sid("CA"), stream_sid=new_sid("MZ"), account_sid=new_sid("AC"))
     try:
@@ -570,7 +609,7 @@ async def dial(
             barge_in_after_secs=barge_in,
             dtmf=keys,
         )
-        await call.run(utterances)
+        await call.run(script)
     finally:
         await ws.close()
     return result

@@ -78,6 +78,7 @@ def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI,
         small_engines.llm,
         knowledge=small_engines.knowledge,
         triage=small_engines.triage,
+        acts=small_engines.acts,
     )
     app = create_app(settings, engines=engines)
     return app, CallStore.from_settings(settings)

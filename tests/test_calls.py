@@ -41,6 +41,7 @@ def engines_with(small_engines: Engines, tmp_path, **overrides) -> Engines:
         small_engines.model_names,
         knowledge=small_engines.knowledge,
         triage=small_engines.triage,
+        acts=small_engines.acts,
     )
 
 
@@ -214,6 +215,7 @@ async def test_with_the_runbooks_down_the_caller_hears_it_and_a_ticket_is_left(
         small_engines.settings, small_engines.stt, small_engines.tts, small_engines.llm,
         small_engines.model_names, knowledge=None,  # the knowledge base could not be opened
         triage=small_engines.triage,
+        acts=small_engines.acts,
     )  # fmt: skip
     report = await simulate_call([CLIPS[1]], engines=engines, store=store, out_dir=tmp_path)
     turn = report["turns"][0]

@@ -34,6 +34,7 @@ class Call:
             runbooks=RunbookGuide(retriever),
             triage=engines.triage,
             tickets=make_ticket_service(engines.settings, store),
+            acts=engines.acts,
             call_id=self.call_id,
             caller_phone="+15550100",
             can_transfer=can_transfer,
@@ -52,8 +53,8 @@ class Call:
         await self.conversation.start()
         return self
 
-    async def say(self, text: str):
-        return await self.conversation.handle(text)
+    async def say(self, text: str, heard_logprob: float | None = None):
+        return await self.conversation.handle(text, heard_logprob=heard_logprob)
 
     @property
     def node(self) -> str | None:

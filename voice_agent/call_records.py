@@ -89,6 +89,8 @@ class TurnRecord:
     completion_tokens: int | None = None
     # runbook articles the reply was grounded on: [{"path", "title", "section", "score"}]
     citations: list[dict[str, Any]] = field(default_factory=list)
+    # what the caller's words were understood to do: {"act", "confidence", "by", "heard_logprob"}
+    understood: dict[str, Any] | None = None
     stages: dict[str, float] = field(default_factory=dict)
 
     def mark(self, stage: str, at: float, *, overwrite: bool = False) -> None:
@@ -106,6 +108,7 @@ class TurnRecord:
         self.bot_text = ""
         self.prompt_tokens = self.completion_tokens = None
         self.citations = []
+        self.understood = None
 
     def latencies(self) -> dict[str, float]:
         out = {}
@@ -125,6 +128,7 @@ class TurnRecord:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "citations": list(self.citations),
+            "understood": self.understood,
             "stages": dict(self.stages),
             "latency": self.latencies(),
         }

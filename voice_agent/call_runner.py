@@ -34,7 +34,7 @@ from voice_agent.flow_processor import HelpdeskFlowProcessor, TurnNote
 from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
 from voice_agent.recording import CallRecording, recording_path
 from voice_agent.storage import CallStore
-from voice_agent.stt import Transcript, WhisperSTTService
+from voice_agent.stt import Transcript, TurnConfidence, WhisperSTTService
 from voice_agent.tickets import make_ticket_service
 from voice_agent.tts import PiperTTSService
 
@@ -130,7 +130,10 @@ async def run_call(
             fallbacks += 1
             await say("fallback", prompts.DIDNT_CATCH)
 
-    stt = WhisperSTTService(engines.stt, on_empty_transcript=on_empty_transcript)
+    heard = TurnConfidence()
+    stt = WhisperSTTService(
+        engines.stt, on_empty_transcript=on_empty_transcript, on_transcript=heard.add
+    )
     note = TurnNote()
     llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), note)
     tts = PiperTTSService(engines.tts)
@@ -204,6 +207,7 @@ async def run_call(
             return
         turn.citations = reply.citations or turn.citations
         turn.error_code = turn.error_code or reply.error
+        turn.understood = reply.understood or turn.understood
         for stage, at in reply.stages.items():
             turn.mark(stage, at, overwrite=True)  # the words the turn was finally answered on
 
@@ -212,6 +216,7 @@ async def run_call(
         runbooks=RunbookGuide(engines.knowledge, top_k=settings.kb_top_k),
         triage=engines.triage,
         tickets=tickets,
+        acts=engines.acts,
         call_id=call_id,
         caller_phone=caller,
         can_transfer=transfer is not None,
@@ -228,6 +233,7 @@ async def run_call(
     flow_turns = HelpdeskFlowProcessor(
         None,  # set below, once the flow manager has its worker
         note,
+        heard_logprob=heard.take,
         on_reply=on_reply,
         on_say=lambda text: recorder.open_bot_turn("reply", text),
         transfer=transfer_call,

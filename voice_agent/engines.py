@@ -18,13 +18,16 @@ from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnal
 from flows.prompts import system_prompt
 from models.store import resolve
 from voice_agent.acknowledgement import ACKNOWLEDGEMENTS
+from voice_agent.dialogue_acts import DialogueActClassifier
 from voice_agent.knowledge.retriever import HybridRetriever
 from voice_agent.knowledge.store import KnowledgeError, KnowledgeStore
 from voice_agent.llm import LlamaEngine
 from voice_agent.settings import Settings
 from voice_agent.stt import WhisperEngine
 from voice_agent.triage.service import Triager
+from voice_agent.triage.taxonomy import Taxonomy, load_taxonomy
 from voice_agent.tts import PiperEngine
+from voice_agent.vocabulary import build_vocabulary
 
 
 class SharedSmartTurn(LocalSmartTurnAnalyzerV3):
@@ -54,6 +57,7 @@ class Engines:
     load_secs: float = 0.0
     knowledge: HybridRetriever | None = None  # None: the runbooks could not be opened
     triage: Triager | None = None  # category + priority of a caller's problem
+    acts: DialogueActClassifier | None = None  # what a caller's turn does (yes, a ticket, ...)
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -89,12 +93,18 @@ class Engines:
         SharedSmartTurn()  # load the turn model now, not on the first call
         knowledge = open_knowledge(settings)
         triage = Triager.load(settings, llm_engine=llm)
+        stt.vocabulary = stt_vocabulary(settings, knowledge, triage.taxonomy)
+        if stt.vocabulary:
+            logger.info(f"speech-to-text vocabulary: {stt.vocabulary}")
+        acts = DialogueActClassifier.load(cache_dir=settings.data_dir / "cache")
         names = {
             "stt": settings.stt_model,
             "tts": settings.tts_voice,
             "llm": settings.llm_model if llm else f"{settings.llm_base_url} {settings.llm_model}",
         }
-        return cls(settings, stt, tts, llm, names, time.perf_counter() - started, knowledge, triage)
+        return cls(
+            settings, stt, tts, llm, names, time.perf_counter() - started, knowledge, triage, acts
+        )
 
 
 def open_knowledge(settings: Settings) -> HybridRetriever | None:
@@ -108,7 +118,8 @@ def open_knowledge(settings: Settings) -> HybridRetriever | None:
         paths = [p for p in settings.kb_paths if Path(p).exists()]
         if paths:
             report = store.ingest(paths)
-            logger.info(f"runbooks: {store.article_count} articles ({report.counts})")
+            counts = ", ".join(f"{n} {what}" for what, n in report.counts().items())
+            logger.info(f"runbooks: {store.article_count()} articles, {len(store)} passages ({counts})")
             for skipped in report.skipped:
                 logger.warning(
                     f"runbook skipped: {skipped.path}: {skipped.reason} {skipped.detail}"
@@ -117,3 +128,22 @@ def open_knowledge(settings: Settings) -> HybridRetriever | None:
     except KnowledgeError as e:
         logger.error(f"runbooks unavailable: {e}")
         return None
+
+
+def stt_vocabulary(
+    settings: Settings, knowledge: HybridRetriever | None, taxonomy: Taxonomy | None = None
+) -> str:
+    """The words Whisper is told to expect (``voice_agent.vocabulary``), from this deployment's
+    runbooks, taxonomy and ``stt_vocabulary_terms``; empty when ``stt_vocabulary`` is off."""
+    if not settings.stt_vocabulary:
+        return ""
+    articles: dict[tuple[str, str], str] = {}
+    if knowledge is not None:
+        for chunk in knowledge.store.chunks():
+            articles.setdefault((chunk.root, chunk.article_path), f"{chunk.title}. {chunk.tags}")
+    taxonomy = taxonomy or load_taxonomy(settings.triage_taxonomy)
+    return build_vocabulary(
+        runbook_texts=articles.values(),
+        taxonomy_texts=[c.gloss for c in taxonomy.categories],
+        extra_terms=settings.stt_vocabulary_terms,
+    )

@@ -39,6 +39,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
         conversation: HelpdeskConversation,
         note: TurnNote,
         *,
+        heard_logprob: Callable[[], float | None] = lambda: None,
         on_reply: Callable[[Reply], None] = lambda reply: None,
         on_say: Callable[[str], None] = lambda text: None,
         transfer: Callable[[], Awaitable[None]] | None = None,
@@ -47,6 +48,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
         super().__init__()
         self.conversation = conversation
         self._note = note
+        self._heard_logprob = heard_logprob
         self._on_reply = on_reply
         self._on_say = on_say
         self._transfer = transfer
@@ -66,12 +68,15 @@ class HelpdeskFlowProcessor(FrameProcessor):
             return
         self._handled_user_turns = user_turns
         said = last_user_text(messages)
+        heard_logprob = self._heard_logprob()
         try:
-            reply = await self.conversation.handle(said)
+            reply = await self.conversation.handle(said, heard_logprob=heard_logprob)
         except Exception as e:  # the caller hears something, never dead air
             logger.exception(f"conversation failed on {said!r}")
             reply = Reply(say=prompts.TROUBLE, error=f"flow_failed:{type(e).__name__}")
         self._note.text = reply.note
+        if heard_logprob is not None:
+            reply.understood["heard_logprob"] = heard_logprob
         self._on_reply(reply)
         if reply.say is None:
             await self.push_frame(frame, direction)  # the model answers

@@ -44,6 +44,7 @@ from voice_agent.llm_prompt import (
     tool_call_schema,
     tool_choice_target,
 )
+from voice_agent.reply_guard import ReplyGuard
 
 
 class LLMGenerationError(RuntimeError):
@@ -285,6 +286,7 @@ class LocalLLMService(OpenAILLMService):
             pending = ""  # held back until we know whether the reply is a tool call
             decided = tools is None
             wants_tool = False
+            guard = ReplyGuard()  # what may be spoken, sentence by sentence
             stream = engine.stream(
                 prompt,
                 max_tokens=self._max_tokens,
@@ -294,23 +296,30 @@ class LocalLLMService(OpenAILLMService):
             async with aclosing(stream):
                 async for piece in stream:
                     completion_tokens += 1
-                    if decided:
-                        yield _chunk(ChoiceDelta(content=piece), model=engine.name)
-                        continue
-                    pending += piece
-                    head = pending.lstrip()
-                    if head.startswith(TOOL_CALL_OPEN):
-                        wants_tool = True  # regenerate the call under the grammar
-                        break
-                    if len(head) >= len(TOOL_CALL_OPEN) or not TOOL_CALL_OPEN.startswith(head):
-                        decided = True
-                        yield _chunk(ChoiceDelta(content=pending), model=engine.name)
+                    if not decided:
+                        pending += piece
+                        head = pending.lstrip()
+                        if head.startswith(TOOL_CALL_OPEN):
+                            wants_tool = True  # regenerate the call under the grammar
+                            break
+                        if len(head) < len(TOOL_CALL_OPEN) and TOOL_CALL_OPEN.startswith(head):
+                            continue
+                        decided, piece = True, pending
+                    spoken = guard.feed(piece)
+                    if spoken:
+                        yield _chunk(ChoiceDelta(content=spoken), model=engine.name)
+                    if guard.done:
+                        break  # enough said: stop generating
             if wants_tool:
                 call = await self._constrained_tool_call(prompt, tools, None)
                 completion_tokens += call.pop("_tokens")
                 yield self._tool_chunk(call)
-            elif not decided and pending.strip():
-                yield _chunk(ChoiceDelta(content=pending), model=engine.name)
+            else:
+                if not decided:
+                    guard.feed(pending)
+                rest = guard.close()
+                if rest:
+                    yield _chunk(ChoiceDelta(content=rest), model=engine.name)
         yield _chunk(
             usage=CompletionUsage(
                 prompt_tokens=prompt_tokens,

@@ -36,6 +36,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voice_agent.engines import Engines, SharedSmartTurn
 from voice_agent.llm import LocalLLMService, with_turn_note
+from voice_agent.reply_guard import guarded_chunks
 from voice_agent.settings import Settings
 from voice_agent.stt import WhisperSTTService
 from voice_agent.tts import PiperTTSService
@@ -92,6 +93,10 @@ class OpenAICompatibleLLMService(OpenAILLMService):
         super().__init__(*args, **kwargs)
         self._turn_note = turn_note
         self._function_calling = function_calling
+
+    async def get_chat_completions(self, context):
+        """The server's stream, with what may be spoken decided by ``ReplyGuard``."""
+        return guarded_chunks(await super().get_chat_completions(context))
 
     def build_chat_completion_params(self, params_from_context) -> dict:
         params = super().build_chat_completion_params(params_from_context)

@@ -116,10 +116,11 @@ _TOKEN = re.compile(rf"(double|triple)\s+(\d+|{_DIGIT_WORD})|(\d+)|({_DIGIT_WORD
 # dots belong to an IP address, a version or a build number (19045.3803).
 _DOTTED_PHONE = re.compile(r"(?:\d{1,3}\.)?\d{3}\.\d{3}\.\d{4}")
 # Long numbers that name a thing rather than a phone line ("error code 80070005", "ticket
-# 1234567", "build 19045"): Whisper often drops the 0x of an error code.
+# 1234567", "build 19045", a ticket number read back one character at a time: "I N C 0 0 0 0 0
+# 1 2"): Whisper often drops the 0x of an error code.
 _NOT_A_PHONE_BEFORE = re.compile(
     r"\b(?:error|code|build|version|kb|ticket|incident|case|order|invoice|model|serial|asset|tag"
-    r"|port|ext|extension|room)\s*(?:number|no\.?|num|id)?\s*(?:is\s*)?[:#]?\s*$",
+    r"|port|ext|extension|room|inc|i\s+n\s+c)\s*(?:number|no\.?|num|id)?\s*(?:is\s*)?[:#]?\s*$",
     re.IGNORECASE,
 )
 _DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{4}")

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     stt_cpu_threads: int = 2
     stt_language: str = "en"
     stt_beam_size: int = 1
+    stt_vocabulary: bool = Field(
+        default=True,
+        description=(
+            "tell Whisper the words this deployment expects (runbook titles and tags, the "
+            "taxonomy, stt_vocabulary_terms): product names and acronyms heard over the phone"
+        ),
+    )
+    stt_vocabulary_terms: list[str] = Field(
+        default_factory=list, description='more terms first, e.g. ["Workday", "Citrix", "SAP"]'
+    )
 
     llm_backend: Literal["local", "openai"] = "local"
     llm_model: str = "qwen2.5-coder-1.5b"

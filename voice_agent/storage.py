@@ -71,7 +71,7 @@ class Call(Base):
     )  # category, priority, confidence, source
     outcome: Mapped[str | None] = mapped_column(
         String(16), index=True
-    )  # resolved|ticket|transferred|abandoned
+    )  # resolved|status|ticket|callback|transferred|abandoned
     turns: Mapped[list[Turn]] = relationship(
         back_populates="call", order_by="Turn.index", cascade="all, delete-orphan"
     )
@@ -91,6 +91,8 @@ class Turn(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # the dialogue act the caller's words were read as, and the recogniser's confidence
+    understood: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # One column per named stage: seconds since the epoch (float), None if the stage never ran.
     speech_start: Mapped[float | None] = mapped_column(Float)
     speech_end: Mapped[float | None] = mapped_column(Float)

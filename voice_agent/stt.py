@@ -13,7 +13,7 @@ import difflib
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +40,16 @@ _WORD_RE = re.compile(r"[\w']+")
 
 @dataclass(frozen=True)
 class Transcript:
+    """What Whisper heard, and how sure it was: ``avg_logprob`` is the mean log-probability of
+    the kept tokens (about -0.2 on clear speech, below -0.6 when words were probably misheard),
+    ``no_speech_prob`` the highest probability that a kept segment held no speech at all."""
+
     text: str
     audio_secs: float
     decode_secs: float
     dropped_segments: int = 0
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
 
 
 def _bare(word: str) -> str:
@@ -81,12 +87,16 @@ class WhisperEngine:
         cpu_threads: int = 2,
         language: str = "en",
         beam_size: int = 1,
+        vocabulary: str = "",
     ) -> None:
         from faster_whisper import WhisperModel
 
         self.model_dir = Path(model_dir)
         self.language = language
         self.beam_size = beam_size
+        # words this deployment expects (runbook titles and tags, the taxonomy): Whisper is
+        # told them as earlier text of the conversation, so "VPN" beats "maybe hand"
+        self.vocabulary = vocabulary
         started = time.perf_counter()
         self._model = WhisperModel(
             str(self.model_dir),
@@ -126,9 +136,13 @@ class WhisperEngine:
                 without_timestamps=True,
                 vad_filter=False,
                 prefix=heard_before or None,
+                initial_prompt=self.vocabulary or None,
             )
             kept: list[str] = []
             dropped = 0
+            logprob_sum = 0.0
+            tokens = 0
+            no_speech = None
             for seg in segments:  # the generator decodes lazily: consume it here, in the thread
                 if seg.no_speech_prob > 0.6 and seg.avg_logprob < -0.7:
                     dropped += 1
@@ -137,13 +151,24 @@ class WhisperEngine:
                     dropped += 1
                     continue
                 kept.append(seg.text.strip())
+                n = max(1, len(seg.tokens))
+                logprob_sum += seg.avg_logprob * n
+                tokens += n
+                no_speech = max(no_speech or 0.0, seg.no_speech_prob)
         text = " ".join(t for t in kept if t)
         if heard_before:
             text = _after_prefix(text, heard_before)
         text = collapse_repetitions(text)
         if not _WORD_RE.search(text):
             text = ""
-        return Transcript(text, audio_secs, time.perf_counter() - started, dropped)
+        return Transcript(
+            text,
+            audio_secs,
+            time.perf_counter() - started,
+            dropped,
+            avg_logprob=round(logprob_sum / tokens, 3) if tokens and text else None,
+            no_speech_prob=round(no_speech, 3) if no_speech is not None and text else None,
+        )
 
     async def transcribe_async(self, audio: np.ndarray, *, heard_before: str = "") -> Transcript:
         return await asyncio.to_thread(self.transcribe, audio, heard_before=heard_before)
@@ -166,6 +191,23 @@ def _after_prefix(text: str, prefix: str) -> str:
     last = blocks[-1]
     end = last.b + last.size + (len(known) - last.a - last.size)  # words past the last match
     return " ".join(words[end:])
+
+
+class TurnConfidence:
+    """How sure Whisper was of what the caller said in this turn: the lowest mean token
+    log-probability of the transcripts pushed since the conversation last asked (``take``)."""
+
+    def __init__(self) -> None:
+        self._logprobs: list[float] = []
+
+    def add(self, transcript: Transcript) -> None:
+        if transcript.avg_logprob is not None:
+            self._logprobs.append(transcript.avg_logprob)
+
+    def take(self) -> float | None:
+        worst = min(self._logprobs) if self._logprobs else None
+        self._logprobs.clear()
+        return worst
 
 
 class WhisperSTTService(SegmentedSTTService):
@@ -193,6 +235,7 @@ class WhisperSTTService(SegmentedSTTService):
         engine: WhisperEngine,
         *,
         on_empty_transcript=None,
+        on_transcript: Callable[[Transcript], None] | None = None,
         max_unpushed_secs: float = 20.0,
         context_secs: float = 3.0,
         max_context_secs: float = 8.0,
@@ -209,6 +252,7 @@ class WhisperSTTService(SegmentedSTTService):
         super().__init__(sample_rate=STT_SAMPLE_RATE, **kwargs)
         self._engine = engine
         self._on_empty_transcript = on_empty_transcript
+        self._on_transcript = on_transcript
         self._max_unpushed_bytes = int(max_unpushed_secs * STT_SAMPLE_RATE) * 2
         self._unpushed = bytearray()  # caller audio not yet covered by a pushed transcript
         self._turn_has_text = False
@@ -298,6 +342,8 @@ class WhisperSTTService(SegmentedSTTService):
             return
         self._turn_has_text = True
         self._remember_context(piece, result.text)
+        if self._on_transcript is not None:
+            self._on_transcript(result)
         yield TranscriptionFrame(
             result.text,
             self._user_id,

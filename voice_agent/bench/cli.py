@@ -21,7 +21,9 @@ from voice_agent.bench.latency import EDGE, STAGES, BenchConfig, BenchError, run
 from voice_agent.cli_options import ConfigOpt
 from voice_agent.cli_options import settings_or_exit as _settings
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: turn latency as callers hear it")
+bench_app = typer.Typer(
+    no_args_is_help=True, help="Benchmarks: turn latency and scripted calls, as callers hear them"
+)
 
 _out = Console()
 _err = Console(stderr=True)
@@ -184,3 +186,174 @@ def latency(
     if not any(level["turns"] and level["edge"]["first_audio"]["n"] for level in report["levels"]):
         typer.echo("error: no caller turn was answered; see the errors above", err=True)
         raise typer.Exit(1)
+
+
+def print_scenarios_report(report: dict[str, Any], console: Console = _out) -> None:
+    """One row per call, then the counts, WER and caller-side latency."""
+    from voice_agent.bench.scenarios import GRADES
+
+    table = Table(title="scripted calls, graded from the call records")
+    for column in ("call", "run", "category", "priority", "runbook", "outcome", "name", "turns"):
+        table.add_column(column)
+    table.add_column("fully right")
+
+    def cell(result: dict[str, Any], key: str) -> str:
+        value = result["got"].get(key)
+        return f"{value or '-'} {'ok' if result['grades'].get(key) else 'NO'}"
+
+    for r in report["results"]:
+        answered = "ok" if r["grades"].get("answered") else "NO"
+        table.add_row(
+            r["scenario"],
+            str(r["run"]),
+            *(cell(r, key) for key in ("category", "priority", "runbook", "outcome", "name")),
+            f"{len(r['turns'])} {answered}",
+            "yes" if r["fully_right"] else "no",
+        )
+    console.print(table)
+    summary = report["summary"]
+    for run, counts in summary["runs"].items():
+        graded = ", ".join(f"{g} {counts[g]}/{counts['calls']}" for g in GRADES)
+        console.print(
+            f"run {run}: {graded}; fully right {counts['fully_right']}/{counts['calls']}",
+            markup=False,
+            highlight=False,
+        )
+    if summary["same_ending_across_runs"] is not None:
+        console.print(
+            f"same ending in every run: {summary['same_ending_across_runs']}/"
+            f"{summary['scenarios']} scenarios"
+        )
+    wer = summary["wer"]
+    console.print(
+        f"caller turns: {summary['caller_turns']}; WER strict {wer['strict']:.1%}, "
+        f"lenient {wer['lenient']:.1%} ({wer['reference_words']} words)"
+    )
+    fa, aa = summary["first_audio"], summary["answer_audio"]
+    console.print(
+        f"first audio p50 {_fmt(fa['p50'])} s / p95 {_fmt(fa['p95'])} s; "
+        f"first answer audio p50 {_fmt(aa['p50'])} s / p95 {_fmt(aa['p95'])} s "
+        f"(n={aa['n']}, after the caller stops speaking, at the caller's end)"
+    )
+    for r in report["results"]:
+        for error in r["errors"]:
+            console.print(f"  {r['scenario']}: {error}", markup=False, highlight=False)
+    for note in report["notes"]:
+        console.print(f"  note: {note}", markup=False, highlight=False)
+
+
+@bench_app.command()
+def scenarios(
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Scenarios, JSON lines (default ../shared/eval/scenarios_dev.jsonl)"),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Play only this scenario id (repeatable)")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Play only the first N scenarios")] = None,
+    runs: Annotated[int, typer.Option(help="Play the whole set this many times")] = 1,
+    url: Annotated[
+        str | None,
+        typer.Option(help="A running server: ws://HOST:PORT/twilio/media (default: start one)"),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="The server's call records (needed with --url; default: a fresh SQLite)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    out_json: Annotated[Path | None, typer.Option(help="Also write the JSON report here")] = None,
+    reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 45.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Play scripted helpdesk calls over the Twilio protocol and grade them from the call records."""
+    from loguru import logger
+
+    from voice_agent.bench.scenarios import DEFAULT_SCENARIOS, ScenarioBenchConfig, run_scenarios
+
+    settings = _settings(config)
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    bench = ScenarioBenchConfig(
+        scenarios_file=file or DEFAULT_SCENARIOS,
+        only=only or None,
+        limit=limit,
+        runs=runs,
+        url=url,
+        database_url=database_url,
+        reply_timeout_secs=reply_timeout,
+    )
+
+    def progress(message: str) -> None:
+        _err.print(message, style="dim", markup=False, highlight=False)
+
+    try:
+        report = asyncio.run(run_scenarios(settings, bench, progress=progress))
+    except BenchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(e.code) from e
+    if out_json is not None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(report, indent=2))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_scenarios_report(report)
+    if not report["summary"]["caller_turns"]:
+        typer.echo("error: no caller turn was played; see the errors above", err=True)
+        raise typer.Exit(1)
+
+
+@bench_app.command()
+def stt(
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="phone (68 real 8 kHz turns), scenarios (espeak-ng callers), clean"),
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help='Other settings decoded in the same run: "beam=5 vocabulary=off model=NAME"',
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Scenarios for the scenarios set (JSON lines)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    out_json: Annotated[Path | None, typer.Option(help="Also write the JSON report here")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Word error rate and decode time of the speech-to-text engine on caller speech, offline."""
+    from loguru import logger
+
+    from voice_agent.bench.stt import SETS, run_stt_bench, summary_lines
+
+    settings = _settings(config)
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    chosen = sets or ["phone", "scenarios"]
+    unknown = sorted(set(chosen) - set(SETS))
+    if unknown:
+        typer.echo(f"error: unknown set {', '.join(unknown)}: choose from {', '.join(SETS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        report = run_stt_bench(
+            settings,
+            chosen,
+            variant or [],
+            scenarios=file,
+            progress=lambda m: _err.print(m, style="dim", markup=False, highlight=False),
+        )
+    except BenchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(e.code) from e
+    if out_json is not None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(report, indent=2))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _out.print(f"vocabulary: {report['vocabulary'] or '(none)'}", markup=False, highlight=False)
+    for line in summary_lines(report):
+        _out.print(line, markup=False, highlight=False)

@@ -25,7 +25,7 @@ from voice_agent.call_records import LATENCIES, STAGES
 from voice_agent.console.charts import chart_span, waterfall
 from voice_agent.storage import Call, Ticket, Turn
 
-OUTCOMES = ("resolved", "ticket", "transferred", "abandoned")
+OUTCOMES = ("resolved", "status", "ticket", "callback", "transferred", "abandoned")
 SORTS = {"started": "Started", "duration": "Duration", "v2v": "Voice to voice"}
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -476,6 +476,7 @@ def turn_view(t: Turn, call_start: float | None, *, chart: bool = True) -> dict[
         "prompt_tokens": t.prompt_tokens,
         "completion_tokens": t.completion_tokens,
         "citations": list(t.citations or []),
+        "understood": dict(t.understood) if t.understood else None,
         "caller_at": rel("speech_start") if "speech_start" in stages else rel("stt_done"),
         "agent_at": rel("first_audio_out") if "first_audio_out" in stages else rel("bot_done"),
         "interrupted_at": rel("bot_done") if t.interrupted else None,

@@ -226,6 +226,35 @@ class TicketRecords:
         with self._session() as s:
             return [TicketInfo.from_row(row) for row in s.scalars(query).all()]
 
+    def latest_for_caller(
+        self,
+        *,
+        caller: str | None,
+        name: str | None,
+        callback_number: str | None,
+        call_id: str | None = None,
+    ) -> TicketInfo | None:
+        """The newest open ticket from this line, this callback number or this name (a caller
+        asking about "the ticket I opened yesterday" without its number); tickets of the call
+        ``call_id`` itself are left out."""
+        matches = [Ticket.caller == caller] if caller else []
+        if callback_number:
+            matches.append(Ticket.callback_number == callback_number)
+        if name and name.strip():
+            matches.append(Ticket.caller_name.ilike(name.strip()))
+        if not matches:
+            return None
+        query = (
+            select(Ticket)
+            .where(or_(*matches), Ticket.status.not_in(("resolved", "closed", "canceled")))
+            .order_by(Ticket.id.desc())
+        )
+        if call_id is not None:
+            query = query.where(or_(Ticket.call_id.is_(None), Ticket.call_id != call_id))
+        with self._session() as s:
+            row = s.scalars(query.limit(1)).first()
+            return None if row is None else TicketInfo.from_row(row)
+
     def sync_failures(self) -> list[TicketInfo]:
         with self._session() as s:
             rows = s.scalars(

@@ -127,6 +127,25 @@ class TicketService:
             return TicketInfo.from_external(incident)
         return await asyncio.to_thread(self.records.mark_synced, info.number, incident)
 
+    async def latest_for_caller(
+        self,
+        *,
+        caller: str | None,
+        name: str | None,
+        callback_number: str | None,
+        call_id: str | None = None,
+    ) -> TicketInfo | None:
+        """The caller's newest open ticket (see ``TicketRecords.latest_for_caller``), its
+        status refreshed from the ITSM system like ``get``."""
+        info = await asyncio.to_thread(
+            self.records.latest_for_caller,
+            caller=caller,
+            name=name,
+            callback_number=callback_number,
+            call_id=call_id,
+        )
+        return info if info is None or self.itsm is None else await self.get(info.number)
+
     async def update(
         self,
         number: str,

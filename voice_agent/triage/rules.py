@@ -26,6 +26,19 @@ class Rule:
     pattern: re.Pattern[str]
 
 
+_DEVICE = r"(laptop|phone|mobile|iphone|device|ipad|cell ?phone|computer|notebook|tablet)"
+_LEFT_BEHIND = (
+    r"\b(left|forgot|dropped) (my |the |a |our )?(work |company )?" + _DEVICE + r" (on|in|at) "
+    r"(the |a )?(train|bus|taxi|cab|plane|flight|airport|car|restaurant|bar|cafe|hotel|station)"
+    r"|\b(someone|somebody) (took|has taken|nicked|grabbed) (my |the )?(work )?" + _DEVICE
+    + r"|\bcan'?t find (my |the )?(work |company )?" + _DEVICE
+)
+# a security incident in progress, whatever the words: credentials given away, malware run
+_CREDENTIALS_GIVEN = (
+    r"\b(typed|entered|gave|put in|submitted|shared|filled in|logged in)\b[^.?!]{0,40}"
+    r"\b(password|credentials|log ?in|login details|bank details|card details|pin|username)"
+)
+
 CATEGORY_RULES: tuple[Rule, ...] = (
     Rule(
         "blank_call",
@@ -61,6 +74,8 @@ CATEGORY_RULES: tuple[Rule, ...] = (
         _rx(
             r"\brestor\w* (the |my |a |deleted |lost )*(file|folder|data|document)",
             r"\brecover\w* (the |my |a |deleted |lost )*(file|folder|data|document)",
+            r"\b(deleted|lost|removed|overwrote)\b.{0,40}\b(files?|folders?|documents?|data)\b"
+            r".{0,60}\b(restore|recover|get (it|them) back|bring (it|them) back)",
             r"\b(server|disk|drive) (storage|space|maintenance|extension|expansion)\b",
             r"\b(increase|extend|expand)\w* (the )?(server |disk |drive )?(space|storage|quota)",
         ),
@@ -74,12 +89,17 @@ CATEGORY_RULES: tuple[Rule, ...] = (
             r"phish",
             r"\bspam",
             r"suspicious|suspect\w* (e-?mail|mail|link|message)",
+            r"\b(strange|odd|weird|fake|dodgy|scam)\w* (e-?mail|mail|link|message|text|call)",
+            r"\b(e-?mail|message|text)\b.{0,40}\b(confirm|verify|update) (my |your )?(bank|card|"
+            r"account|payment|login) (details|information|info)",
+            r"bitlocker|recovery key|encryption key",
             r"\bhack(ed|er|ing)?\b",
             r"\binfected\b",
             r"\b(lost|stolen|missing|misplaced) (my |his |her |the |a |an |company |work )?"
             r"(laptop|phone|mobile|iphone|device|ipad|cell|computer|notebook|tablet)",
             r"(laptop|phone|mobile|iphone|device|ipad|computer|notebook|tablet) "
-            r"(was |got |has been |is )?(lost|stolen)",
+            r"(was |got |has been |is |went )?(lost|stolen|missing)",
+            _LEFT_BEHIND,
         ),
     ),
     Rule(
@@ -91,6 +111,7 @@ CATEGORY_RULES: tuple[Rule, ...] = (
             r"\blan\b|ethernet|network cable|lan cable",
             r"internet(?! explorer)",
             r"\bno network\b",
+            r"\b(reach|get on|get onto|get into) (the )?(network|internet)\b",
             r"network (is )?(down|not working|issue|problem|connection|connectivity)",
             r"(not|cannot|can't|cant|unable to) connect(ed)? to (the )?network",
             r"\bdns\b|\bproxy\b|\bip address\b|\bdhcp\b",
@@ -238,7 +259,12 @@ _MANY = _rx(
     r"(the )?(users|people|employees|staff|colleagues|site|plant|location|office|team|region|"
     r"branch|building|countries|sites|plants|locations|machines|pcs|computers|agents|"
     r"departments?|users?'|warehouse|factory|customer service)",
-    r"\beveryone\b|\beverybody\b|\b(nobody|no one) (can|is able)|for (all|everyone)\b",
+    r"\beveryone\b|\beverybody\b|for (all|everyone)\b",
+    # "nobody can log in" is many people; "nobody can hear me" is one caller's microphone
+    r"\b(nobody|no one|none of us) (can|is able to|are able to)\b(?! (hear|see|reach|understand|"
+    r"call|contact|e-?mail|message|read) (me|us|my)\b)",
+    r"\bnone of the (users|people|staff|pcs|computers|scanners|machines|devices|printers|phones)",
+    r"\bwhole (shift|team|floor|department|office|site|building|warehouse) (is|are|has|can)",
     r"\b(site|plant|location|office|building|region|country|warehouse)\b.{0,20}"
     r"\b(is )?(down|offline|outage|not working|without)",
     r"\b(apac|emea|europe|\beu\b|\bna\b|north america|asia|americas|latam|china|india|germany|"
@@ -247,8 +273,49 @@ _MANY = _rx(
     r"\boutage\b|\bsystem (is )?down\b",
 )
 _ACTIVE_SECURITY = _rx(
-    r"\bvirus|malware|trojan|ransomware|infected|\bhack(ed|er|ing)?\b|clicked|compromis"
+    r"\bvirus|malware|trojan|ransomware|infected|\bhack(ed|er|ing)?\b|clicked|compromis",
+    _CREDENTIALS_GIVEN,
+    r"\b(opened|ran|downloaded|installed) (the |an? |that )?(attachment|file|program|link)",
 )
+_LOST_DEVICE = _rx(
+    r"\b(lost|stolen|missing|misplaced) (my |his |her |the |a |an |our |company |work )*" + _DEVICE,
+    _DEVICE + r" (was |got |has been |is |went |has gone )?(lost|stolen|missing)",
+    _LEFT_BEHIND,
+)
+_SECURITY_BLOCKED = _rx(r"bitlocker|recovery key|encrypt")
+
+
+def security_incident(text: str) -> str | None:
+    """ "active" (credentials given away, a link or attachment opened, malware) or
+    "lost_device" when the caller describes a security incident, whatever else the words are
+    about; else None."""
+    negated = re.search(
+        r"\b(didn'?t|did not|haven'?t|have not|never|without|not) (click|open|type|enter|give|"
+        r"put|download|run|reply|respond)",
+        text,
+        re.I,
+    )
+    malware = re.search(r"\bvirus|malware|trojan|ransomware|infected|\bhack(ed|er|ing)?\b", text, re.I)
+    lured = (
+        re.search(r"\bclicked\b", text, re.I)
+        and re.search(r"link|e-?mail|message|pop-?up|button|attachment|text", text, re.I)
+    ) or re.search(
+        r"\b(opened|downloaded|ran|enabled)\b (on )?(a |an |the |that |this |some )?(\w+ ){0,2}"
+        r"(attachment|macro|link)s?\b",
+        text,
+        re.I,
+    )
+    gave = re.search(_CREDENTIALS_GIVEN, text, re.I) and re.search(
+        r"link|e-?mail|website|web ?site|site|page|form|someone|caller|pop-?up|message|fake|"
+        r"phish|scam",
+        text,
+        re.I,
+    )
+    if not negated and (malware or lured or gave):
+        return "active"
+    if _LOST_DEVICE.search(text):
+        return "lost_device"
+    return None
 _NON_CRITICAL_MULTI = ("printer", "network_wifi")
 _PRIMARY_SYSTEM_BLOCK = _rx(
     r"pass ?word|passwort|\bunlock|\blocked|lock(ed)? ?out|lockout|expired|reset",
@@ -265,6 +332,7 @@ _RECURRING = _rx(
 _BLOCKED = _rx(
     r"(unable|can ?not|can't|cant|not able|could not|couldn't) (to )?(log|sign|connect|login|"
     r"open|launch|start|access|boot|turn on|use|work)",
+    r"\bfail(s|ed|ing)? to (log|sign|connect|open|launch|start|load|boot)",
     r"won'?t (open|start|launch|connect|boot|turn on|load)",
     r"(does|do|is|will) not (open|start|launch|connect|boot|turn on|load|work)",
     r"not (opening|starting|launching|connecting|booting|working|loading)",
@@ -275,6 +343,7 @@ _REQUEST = _rx(
     r"\bhow (do|to|can|should|would)\b|\bhow\b.{0,10}\?",
     r"\brequest|\brequire|\bneed (a |an |the |to have )?(new|access|permission|install|"
     r"software|license|licence|setup|help (with|to) (set|install))",
+    r"\bneed to (add|set up|setup|install|connect|get|map)\b",
     r"\bnew (user|account|access|device|laptop|phone|ws|workstation|printer|hire|starter|"
     r"employee|mobile|iphone|pc|monitor|joiner)",
     r"\bplease (provide|grant|give|add|create|install|setup|set up|enable|share|assign|change)",
@@ -291,17 +360,20 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
     multi = bool(_MANY.search(text))
     wifi = category == "network" and re.search(r"wi-?fi|wireless|wlan", text, re.I)
     if category == "security":
-        if _ACTIVE_SECURITY.search(text):
+        incident = security_incident(text)
+        if incident == "active" or (incident is None and _ACTIVE_SECURITY.search(text)):
             return "P1", "active_security_incident"
-        if re.search(r"lost|stolen|missing|misplaced", text, re.I):
+        if incident == "lost_device" or _LOST_DEVICE.search(text):
             return "P2", "lost_device"
+        if _SECURITY_BLOCKED.search(text):
+            return "P3", "encryption_blocked"
         return ("P3", "security_report") if multi else ("P4", "spam_report")
     if category in ("ticket_status",):
         return "P4", "status_update"
     if category == "other" and not multi:
         return "P4", "other"
     if multi:
-        if category == "printer" or wifi or re.search(r"scan", text, re.I):
+        if category == "printer" or wifi:
             return "P2", "multi_user_non_critical"
         return "P1", "many_users_or_site"
     if category == "account_access":
@@ -330,7 +402,8 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
             r"(outlook|mail).{0,30}(won'?t|not|unable|cannot|can't|cant|doesn'?t|does not)"
             r" ?(to )?(open|start|launch|connect|load|working)|"
             r"(unable|cannot|can't|cant|not able) (to )?(open|start|launch|access) (my )?"
-            r"(outlook|e-?mails?|mailbox)|(outlook|mailbox) (is )?(not working|down|disconnected)",
+            r"(outlook|e-?mails?|mailbox)|(outlook|mailbox) (is )?(not working|down|disconnected)|"
+            r"outlook.{0,20}(crash|clos|clos)\w* (as soon as|when|whenever|every time|right after)",
             text,
             re.I,
         ):
@@ -351,13 +424,22 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
             return "P4", "request"
         return "P3", "hardware_degraded"
     if category == "phone":
-        if re.search(r"softphone|telephony_software", text, re.I) and _BLOCKED.search(text):
+        if re.search(r"soft ?phone|telephony_software", text, re.I) and (
+            _BLOCKED.search(text)
+            or re.search(r"\b(no one|nobody|unable to|can'?t|cannot|not able to) (can )?hear", text, re.I)
+        ):
             return "P2", "softphone_unusable"
         if _REQUEST.search(text):
             return "P4", "request"
         return "P3", "phone_degraded"
     if _REQUEST.search(text):
         return "P4", "request"
+    if category == "software" and re.search(
+        r"\b(I|[Ww]e) (need|want|would like)( to (get|have|install))? (a |an |the )?"
+        r"(copy of |licen[cs]e for |new )?[A-Z][a-z]+",
+        text,
+    ):
+        return "P4", "request"  # "I need Adobe Acrobat": a product, named as Whisper writes it
     if category == "software" and _BLOCKED.search(text) and not _AUXILIARY.search(text):
         return "P3", "app_blocked"
     return "P3", "single_user_with_workaround"

@@ -21,7 +21,12 @@ from loguru import logger
 
 from voice_agent.triage.classifier import ModelError, Prediction, TriageClassifier
 from voice_agent.triage.llm_fallback import TriageLLMError, ask_local, ask_openai
-from voice_agent.triage.rules import CATEGORY_RULES, rule_category, rule_priority
+from voice_agent.triage.rules import (
+    CATEGORY_RULES,
+    rule_category,
+    rule_priority,
+    security_incident,
+)
 from voice_agent.triage.taxonomy import Taxonomy, load_taxonomy
 
 DEFAULT_MIN_CONFIDENCE = 0.6
@@ -139,9 +144,25 @@ class Triager:
         text = " ".join((text or "").split())
         return self._without_llm(text, self.classifier.predict(text), started)
 
+    def with_category(self, text: str, category: str) -> TriageResult:
+        """The triage of a call whose category the conversation already knows (a caller asking
+        about an existing ticket): the priority still follows the guide's rules."""
+        started = time.perf_counter()
+        text = " ".join((text or "").split())
+        self.taxonomy.category(category)  # unknown names fail here
+        return self._result(category, self._priority(text, category, "P3"), 1.0, "rules", started)
+
     def _without_llm(self, text: str, pred: Prediction, started: float) -> TriageResult:
         if not text and self.category_rules and self.priority_rules:
             return self._result("other", "P4", 1.0, "rules", started)  # the guide: blank call
+        if self.category_rules and (
+            security_incident(text) or rule_category(text) == ("security", "security")
+        ):
+            # a security report or incident is security whatever the words sounded like to the
+            # classifier (a phishing mail is not an email problem); incidents escalate
+            priority = self._priority(text, "security", pred.priority)
+            confidence = pred.category_probs.get("security", 0.0)
+            return self._result("security", priority, confidence, "rules", started)
         if pred.category_confidence < self.min_confidence and self.category_rules:
             matched = rule_category(text)
             if matched is not None and matched[0] != pred.category:

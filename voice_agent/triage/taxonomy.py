@@ -32,7 +32,8 @@ class Category:
     description: str
     gloss: str  # a few words for the language model's prompt
     assignment_group: str
-    escalate: bool = False
+    # escalate this category: always (True), never (False), or at these priorities
+    escalate: bool | frozenset[str] = False
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,15 @@ class Taxonomy:
         raise KeyError(f"unknown priority {name!r}; known: {', '.join(self.priority_names)}")
 
     def should_escalate(self, category: str, priority: str) -> bool:
-        """Escalate a security category (``escalate = true``) or an escalating priority (P1)."""
+        """Escalate an escalating priority (P1), or a category marked ``escalate`` (``true``:
+        always; a list: at those priorities, e.g. security at P1 and P2)."""
         if priority in self.escalate_priorities:
             return True
         try:
-            return self.category(category).escalate
+            escalate = self.category(category).escalate
         except KeyError:
             return False
+        return priority in escalate if isinstance(escalate, frozenset) else escalate
 
 
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
@@ -109,8 +112,12 @@ def parse_taxonomy(data: dict[str, Any], source: Path) -> Taxonomy:
         name = _text(raw, "name", at)
         description = _text(raw, "description", at)
         escalate = raw.get("escalate", False)
-        if not isinstance(escalate, bool):
-            raise TaxonomyError(f"{at} ({name}): 'escalate' must be true or false")
+        if isinstance(escalate, list) and all(isinstance(p, str) for p in escalate):
+            escalate = frozenset(escalate)
+        elif not isinstance(escalate, bool):
+            raise TaxonomyError(
+                f"{at} ({name}): 'escalate' must be true, false or a list of priority names"
+            )
         categories.append(
             Category(
                 name=name,

@@ -1,0 +1,235 @@
+"""How well the agent hears callers: word error rate of the speech-to-text engine, offline.
+
+``voice-agent bench stt`` decodes a set of caller utterances the way a call does (phone audio,
+8 kHz, lifted by the same auto-gain the transports apply, resampled to 16 kHz, decoded with the
+configured Whisper settings and vocabulary) and scores the transcripts strict and lenient
+(``voice_agent.bench.wer``). Sets:
+
+* ``phone``: the 68 real 8 kHz caller turns in ``../shared/data/speech/telephony`` (silver
+  references) - the guard: they are real people on real phone lines, and not about IT;
+* ``scenarios``: every line the callers of a scenario file may say, spoken by their espeak-ng
+  voices through a phone line (``telephony.caller_voice``);
+* ``clean``: the 15 clean clips with gold transcripts.
+
+Variants (``--variant "beam=5 vocabulary=off"``) decode the same audio with other settings in the
+same run, so their WER and decode time compare directly (decode time as a ratio to the first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voice_agent.bench.latency import BenchError, percentile
+from voice_agent.bench.wer import score
+
+SETS = ("phone", "scenarios", "clean")
+SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
+VARIANT_KEYS = {"beam": int, "vocabulary": str, "model": str}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    set: str
+    source: str
+    reference: str
+    audio: np.ndarray  # float32, 16 kHz, as the STT service receives it
+
+
+def phone_to_stt(samples_8k: np.ndarray) -> np.ndarray:
+    """8 kHz int16 phone audio as the STT service gets it on a call: auto-gain, 16 kHz float."""
+    from voice_agent.audio import resample_int16
+    from voice_agent.auto_gain import AutoGainFilter
+
+    pcm = resample_int16(np.asarray(samples_8k, dtype=np.int16), 8000, 16000)
+
+    async def lift() -> bytes:
+        agc = AutoGainFilter()
+        await agc.start(16000)
+        data = pcm.astype("<i2").tobytes()
+        out = bytearray()
+        for i in range(0, len(data), 640):  # 20 ms frames, as a transport delivers them
+            out += await agc.filter(data[i : i + 640])
+        return bytes(out)
+
+    lifted = np.frombuffer(asyncio.run(lift()), dtype="<i2")
+    return lifted.astype(np.float32) / 32768.0
+
+
+def _references(speech_dir: Path) -> dict[str, str]:
+    table = speech_dir / "transcripts.tsv"
+    if not table.is_file():
+        raise BenchError(f"no transcripts: {table} does not exist")
+    out = {}
+    for line in table.read_text(encoding="utf-8").splitlines():
+        path, _, text = line.partition("\t")
+        if path and text:
+            out[path] = text
+    return out
+
+
+def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None = None):
+    """The utterances of one set, with their references."""
+    from voice_agent.audio import decode_audio_file
+
+    if name == "scenarios":
+        from telephony.caller_voice import CallerVoice, CallerVoiceError
+        from telephony.scripted_caller import ScenarioError, every_line, load_scenarios
+        from voice_agent.bench.scenarios import DEFAULT_SCENARIOS
+
+        try:
+            found = load_scenarios(scenarios or DEFAULT_SCENARIOS)
+        except ScenarioError as e:
+            raise BenchError(str(e)) from e
+        out = []
+        for scenario in found:
+            try:
+                voice = CallerVoice(scenario.voice)
+                for i, line in enumerate(every_line(scenario.caller)):
+                    audio = phone_to_stt(voice.say(line))
+                    out.append(Utterance(name, f"{scenario.id}.{i}", line, audio))
+            except CallerVoiceError as e:
+                raise BenchError(f"scenario {scenario.id}: {e}") from e
+        return out
+    if name not in ("phone", "clean"):
+        raise BenchError(f"unknown set {name!r}: choose from {', '.join(SETS)}")
+    references = _references(speech_dir)
+    folder = "telephony" if name == "phone" else "clean"
+    out = []
+    for key, text in sorted(references.items()):
+        if not key.startswith(folder + "/"):
+            continue
+        path = speech_dir / key
+        if name == "phone":
+            audio = phone_to_stt(decode_audio_file(path, 8000).samples)
+        else:
+            audio = decode_audio_file(path, 16000).samples.astype(np.float32) / 32768.0
+        out.append(Utterance(name, key, text, audio))
+    if not out:
+        raise BenchError(f"no {name} utterances under {speech_dir}")
+    return out
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """ ``"beam=5 vocabulary=off"`` -> ``{"beam": 5, "vocabulary": "off"}``."""
+    out: dict[str, Any] = {}
+    for part in text.replace(",", " ").split():
+        key, sep, value = part.partition("=")
+        if not sep or key not in VARIANT_KEYS:
+            raise BenchError(
+                f"variant {text!r}: expected key=value with keys {', '.join(VARIANT_KEYS)}"
+            )
+        try:
+            out[key] = VARIANT_KEYS[key](value)
+        except ValueError as e:
+            raise BenchError(f"variant {text!r}: {key} must be a {VARIANT_KEYS[key].__name__}") from e
+    if out.get("vocabulary", "on") not in ("on", "off"):
+        raise BenchError(f"variant {text!r}: vocabulary is on or off")
+    return out
+
+
+def decode_all(engine: Any, utterances: list[Utterance]) -> list[dict[str, Any]]:
+    rows = []
+    for u in utterances:
+        started = time.perf_counter()
+        result = engine.transcribe(u.audio)
+        rows.append(
+            {
+                "set": u.set,
+                "source": u.source,
+                "reference": u.reference,
+                "transcript": result.text,
+                "decode_secs": round(time.perf_counter() - started, 3),
+                "audio_secs": round(len(u.audio) / 16000, 2),
+                "avg_logprob": result.avg_logprob,
+                "no_speech_prob": result.no_speech_prob,
+            }
+        )
+    return rows
+
+
+def run_stt_bench(
+    settings: Any,
+    sets: list[str],
+    variants: list[str],
+    *,
+    scenarios: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    from models.store import ModelNotReadyError, resolve
+    from voice_agent.engines import open_knowledge, stt_vocabulary
+    from voice_agent.stt import WhisperEngine
+
+    parsed = [parse_variant(v) for v in (variants or [""])]
+    utterances: list[Utterance] = []
+    for name in sets:
+        progress(f"preparing the {name} set...")
+        utterances += load_set(name, scenarios=scenarios)
+    vocabulary = stt_vocabulary(settings, open_knowledge(settings))
+    engines: dict[str, Any] = {}
+    out = []
+    for variant, text in zip(parsed, variants or ["default"], strict=True):
+        model = variant.get("model", settings.stt_model)
+        if model not in engines:
+            try:
+                path = resolve(model, "stt", settings.models_dir)
+            except ModelNotReadyError as e:
+                raise BenchError(str(e)) from e
+            engines[model] = WhisperEngine(
+                path,
+                device=settings.stt_device,
+                compute_type=settings.stt_compute_type,
+                cpu_threads=settings.stt_cpu_threads,
+                language=settings.stt_language,
+            )
+        engine = engines[model]
+        engine.beam_size = variant.get("beam", settings.stt_beam_size)
+        engine.vocabulary = vocabulary if variant.get("vocabulary", "on") == "on" else ""
+        progress(f"decoding {len(utterances)} utterances ({text or 'default'})...")
+        rows = decode_all(engine, utterances)
+        per_set = {}
+        for name in sets:
+            these = [r for r in rows if r["set"] == name]
+            wer = score([r["reference"] for r in these], [r["transcript"] for r in these])
+            per_set[name] = {
+                "wer": wer.as_dict(),
+                "decode_secs_p50": percentile([r["decode_secs"] for r in these], 50),
+                "decode_secs_total": round(sum(r["decode_secs"] for r in these), 2),
+            }
+        out.append(
+            {
+                "variant": text or "default",
+                "model": model,
+                "beam": engine.beam_size,
+                "vocabulary": bool(engine.vocabulary),
+                "sets": per_set,
+                "utterances": rows,
+            }
+        )
+    base = out[0]
+    for result in out:
+        for name in sets:
+            total = base["sets"][name]["decode_secs_total"]
+            result["sets"][name]["decode_time_ratio"] = (
+                round(result["sets"][name]["decode_secs_total"] / total, 2) if total else None
+            )
+    return {"vocabulary": vocabulary, "variants": out, "utterances": len(utterances)}
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for result in report["variants"]:
+        for name, s in result["sets"].items():
+            lines.append(
+                f"{result['variant']:<28} {name:<10} WER strict {s['wer']['strict']:6.1%}  "
+                f"lenient {s['wer']['lenient']:6.1%}  ({s['wer']['references']} utterances, "
+                f"{s['wer']['reference_words']} words)  decode p50 {s['decode_secs_p50']:.2f} s, "
+                f"time x{s['decode_time_ratio']}"
+            )
+    return lines
