@@ -50,6 +50,15 @@ if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+if [ "${1:-}" = "test" ] && ! command -v espeak-ng >/dev/null 2>&1; then
+    # the scripted callers of `voice-agent bench scenarios` speak with Debian's espeak-ng
+    echo "==> installing Debian's espeak-ng for the scripted callers"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng >/dev/null
+fi
+
 if [ "${1:-}" = "test" ] && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     # the storage tests start a throwaway PostgreSQL server from Debian's initdb/pg_ctl
     echo "==> installing Debian's postgresql for the storage tests"
@@ -76,6 +85,10 @@ case "$cmd" in
         echo "==> latency bench, quick mode"
         VOICE_AGENT_DATA_DIR="$(mktemp -d)" "$VENV/bin/voice-agent" bench latency --quick \
             --chart var/bench/latency-quick.png || echo "bench: exit $? (not a test failure)"
+        # two scripted calls, played and graded like the full scenario bench: printed, not asserted
+        echo "==> scenario bench, 2 scripted calls"
+        VOICE_AGENT_DATA_DIR="$(mktemp -d)" "$VENV/bin/voice-agent" bench scenarios \
+            --file tests/data/scenarios.jsonl --limit 2 || echo "bench: exit $? (not a test failure)"
         exit $rc ;;
     setup) echo "==> ready" ;;
     *) echo "usage: ./run.sh serve|test|setup [options]" >&2; exit 2 ;;

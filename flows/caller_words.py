@@ -191,7 +191,8 @@ def caller_name(text: str) -> str | None:
 
 def bare_name(text: str) -> str | None:
     """An answer to "may I have your name?" that is just the name ("Dana Whitfield.",
-    "It's Dana Whitfield", "Sure, Dana")."""
+    "It's Dana Whitfield", "Sure, Dana"). Whisper capitalises the names it recognises: words
+    it wrote in lower case ("It's time to home." for "It's Gary Holmes") are not taken as one."""
     kept = [
         w
         for w in re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
@@ -199,8 +200,10 @@ def bare_name(text: str) -> str | None:
                              "yes", "yeah", "okay", "ok", "hi", "hello", "of", "course", "am",
                              "i", "that's", "thats", "uh", "um", "well", "so", "the", "and"}
     ]  # fmt: skip
-    name = _as_name(" ".join(kept[:3]))
-    return name
+    kept = kept[:3]
+    if not kept or not all(w[:1].isupper() for w in kept):
+        return None
+    return _as_name(" ".join(kept))
 
 
 _LETTER_NAMES = {
@@ -214,19 +217,21 @@ _LETTER_NAMES = {
 
 def spelled_words(text: str) -> list[str]:
     """The words a caller spelled ("R U I Z", "R-U-I-Z", "R. U. I. Z.", "are you eye zed"),
-    each as lower-case letters; runs of at least two letters."""
+    each as lower-case letters: runs of at least three letters, at least half of them written
+    as single letters (so "see you in the last" is not a spelling)."""
     tokens = re.findall(r"[A-Za-z]+", text.replace("double u", "w").replace("double you", "w"))
     runs: list[str] = []
-    run = ""
+    run, singles = "", 0
     for token in [*tokens, ""]:
         bare = token.lower()
         letter = bare if len(bare) == 1 else _LETTER_NAMES.get(bare) if token.islower() else None
         if letter:
             run += letter
+            singles += len(bare) == 1
             continue
-        if len(run) >= 2:
+        if len(run) >= 3 and singles * 2 >= len(run):
             runs.append(run)
-        run = ""
+        run, singles = "", 0
     return runs
 
 

@@ -31,6 +31,8 @@ from flows.services import HelpdeskServices, Reply
 from flows.understanding import Act, understand
 from voice_agent.tickets.numbers import parse_ticket_number
 
+# the questions a yes or a no answers
+YES_NO_QUESTIONS = ("ticket_offer", "callback_offer", "confirm_problem", "step_result")
 SHORT_ANSWER_WORDS = 14  # "no, it still says the same thing" is an answer, not a new problem
 MIN_PROBLEM_WORDS = 3  # what is left of "This is Dana, call me on 555 0142" is no problem
 # Whisper's mean token log-probability below which a transcript is probably misheard: measured
@@ -85,6 +87,12 @@ class HelpdeskConversation:
         short = len(words) <= SHORT_ANSWER_WORDS
         awaiting = state.get("awaiting")
         unsure_heard = heard_logprob is not None and heard_logprob < UNSURE_LOGPROB
+        if awaiting in YES_NO_QUESTIONS and act.kind in ("unclear", "problem") and short:
+            # "Yes, clean open one" (Whisper's "Yes, please open one") answers the question
+            if cw.said_yes(text):
+                act = Act("yes", act.confidence, act.source)
+            elif cw.said_no(text):
+                act = Act("no", act.confidence, act.source)
 
         name, number = cw.caller_name(text), cw.callback_number(text)
         if awaiting in ("name", "spell_name"):
@@ -114,6 +122,8 @@ class HelpdeskConversation:
             return await self._ticket()
         if awaiting == "step_result" and state.get("walk") is not None and short:
             step = self._step_answer(act)
+            if step is None and act.kind == "problem":  # "it's still asking for the password"
+                step = cw.step_worked(text)
             if step is not None:
                 return await self._call(f.next_step, {"worked": step})
         if awaiting == "ticket_offer" and short:
@@ -122,9 +132,11 @@ class HelpdeskConversation:
             if act.kind in ("no", "worked", "goodbye"):
                 state["awaiting"] = "anything_else"
                 return Reply(say=prompts.NO_TICKET)
-            if act.kind in ("unclear", "repeat") and not state.get("reoffered"):
-                state["reoffered"] = True
-                return Reply(say=prompts.REOFFER_TICKET)
+            if act.kind in ("unclear", "repeat"):
+                if not state.get("reoffered"):
+                    state["reoffered"] = True
+                    return Reply(say=prompts.REOFFER_TICKET)
+                return await self._ticket()  # still unclear: a technician follows up
         ticket_number = parse_ticket_number(text, expecting=False)
         if act.kind == "ticket_status" or (ticket_number and short):
             return await self._ticket_status(text, ticket_number, stages)
@@ -134,6 +146,11 @@ class HelpdeskConversation:
             if act.kind == "yes":
                 state["awaiting"] = "problem"
                 return Reply(say=prompts.WHAT_CAN_I_HELP)
+            if act.kind in ("unclear", "repeat", "not_worked"):
+                if not state.get("asked_anything_else_again"):
+                    state["asked_anything_else_again"] = True
+                    return Reply(say=prompts.ANYTHING_ELSE_AGAIN)
+                return await self._call(f.end_call, {})
         if act.kind == "goodbye" and short and (state.get("problem") or awaiting):
             return await self._call(f.end_call, {})
 
@@ -163,7 +180,8 @@ class HelpdeskConversation:
                 if state.get("triage") is None and not cw.is_small_talk(text):
                     return Reply(say=prompts.ASK_PROBLEM_AGAIN)
                 return Reply()  # small talk: the model answers
-            return await self._new_problem(text, heard_logprob, stages)
+            then_ticket = act.kind == "wants_ticket"  # "my printer is broken, open a ticket"
+            return await self._new_problem(text, heard_logprob, stages, then_ticket=then_ticket)
         if act.kind == "wants_ticket":
             return await self._new_problem(text, heard_logprob, stages, then_ticket=True)
         # more detail on a problem no runbook matched yet: search with everything said
@@ -265,11 +283,15 @@ class HelpdeskConversation:
         if state.get("triage") is None:
             await self._call(f.triage_problem, {"description": text, "category": "ticket_status"})
             stages["triage_done"] = time.time()
+        if number:
+            state["status_number"] = number
+        if not state.get("caller_name") and not state.get("asked_name"):
+            # a ticket's status goes to the person it belongs to: their name first
+            return await self._with_name("status", f.ticket_status, {})
+        number = number or state.get("status_number")
         if number or not state.get("asked_ticket_number"):
             return await self._call(f.ticket_status, {"number": number, "said": text})
-        return await self._with_name(
-            "lookup", f.ticket_status, {"number": None, "said": text, "lookup": True}
-        )
+        return await self._call(f.ticket_status, {"number": None, "said": text, "lookup": True})
 
     async def _escalate(self, stages: dict[str, float]) -> Reply:
         reply = await self._call(self.functions.escalate, {})
@@ -295,7 +317,8 @@ class HelpdeskConversation:
             name = spelled or state.get("caller_name")
         else:
             name = cw.caller_name(text) or cw.bare_name(text)
-            if name and unsure_heard and not state.get("asked_spelling"):
+            garbled = name is None and len(words) >= 2  # "It's time to home."
+            if (garbled or (name and unsure_heard)) and not state.get("asked_spelling"):
                 state["asked_spelling"] = True
                 state["caller_name"] = name
                 state["awaiting"] = "spell_name"
@@ -318,8 +341,10 @@ class HelpdeskConversation:
             return await self._escalate({})
         if pending == "callback":
             return await self._call(f.arrange_callback, {})
-        if pending == "lookup":
-            return await self._call(f.ticket_status, {"number": None, "lookup": True})
+        if pending == "status":
+            number = self.state.get("status_number")
+            lookup = not number and self.state.get("asked_ticket_number")
+            return await self._call(f.ticket_status, {"number": number, "lookup": lookup})
         if pending == "ticket":
             return await self._call(f.create_ticket, {})
         return await self._call(f.record_caller, {})
@@ -330,7 +355,7 @@ class HelpdeskConversation:
         if not state.get("caller_name") and not state.get("asked_name"):
             state["asked_name"] = True
             state["awaiting"], state["pending"] = "name", pending
-            ask = prompts.ASK_NAME_FOR_LOOKUP if pending == "lookup" else prompts.ASK_NAME_FOR_TICKET
+            ask = prompts.ASK_NAME_FOR_STATUS if pending == "status" else prompts.ASK_NAME_FOR_TICKET
             return Reply(say=ask)
         return await self._call(function, args)
 

@@ -127,11 +127,12 @@ def lookup_down_with_ticket(number: str) -> str:
 
 
 ANYTHING_ELSE = "Is there anything else I can help you with?"
+ANYTHING_ELSE_AGAIN = "Sorry, I didn't catch that. Is there anything else I can help you with?"
 GOODBYE = "Thanks for calling the IT helpdesk. Goodbye!"
 NO_TICKET = "Okay, no ticket then. " + ANYTHING_ELSE
 ASK_TICKET_NUMBER = "Sure. What's the ticket number? It starts with I N C."
 ASK_NAME_FOR_TICKET = "I'll open a ticket for that. May I have your name first?"
-ASK_NAME_FOR_LOOKUP = "No problem, I can look it up. May I have your name?"
+ASK_NAME_FOR_STATUS = "Sure, I can check that. May I have your name first?"
 ASK_SPELLING = "Thanks. Could you spell your name for me, letter by letter?"
 OFFER_TICKET = "Would you like me to open a ticket so a technician follows up?"
 GLAD_IT_WORKED = "Great, I'm glad that worked. " + ANYTHING_ELSE

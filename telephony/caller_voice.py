@@ -29,7 +29,7 @@ from telephony.twilio_dialer import SAMPLE_RATE, mulaw_decode, mulaw_encode
 from voice_agent.audio import resample_int16
 
 PHONE_BAND_HZ = (300.0, 3400.0)
-ESPEAK_WORDS_PER_MINUTE = 165  # espeak-ng's default is 175: a little slower, as on the phone
+ESPEAK_WORDS_PER_MINUTE = 175  # espeak-ng's own default
 LEVEL_DBFS = -18.0  # callers' speech level on a phone line (peaks well below clipping)
 
 

@@ -16,7 +16,7 @@ its name when asked for a name (spelled out when asked to spell it), ``callback`
 a number to call back on, the next of ``steps`` after "did that work?" (then ``after_steps`` when
 they run out), ``ticket_offer`` when offered a ticket, ``anything_else`` to "anything else?" (and
 then hangs up). A question that checks what the problem is ("is this about: VPN won't
-connect?") is answered yes when it names the caller's problem (the scenario's runbook), else the
+connect?") is answered yes when it names the caller's problem (the scenario's runbook's title), else the
 caller says no and tells the problem again.
 Anything else the agent says gets the next step line, or ``after_steps``.
 
@@ -174,16 +174,17 @@ _STOP = set(
     """a an the i i'm im my me is it it's its and or to of in on for with that this your you
     be been was are do does did not no yes so just get got can can't cant from at as about
     there here hi hey hello now ve have has had what which when any some all very really
-    won't wont keeps keep still cannot""".split()
+    won't wont won keeps keep still cannot don isn doesn didn aren wasn""".split()
 )
 
 
 def _last_question(text: str) -> str:
-    """The agent's last sentence that asks something (what a caller answers), else all of it."""
+    """The agent's last sentence that asks something (what a caller answers), with the sentence
+    before it ("I can open a ticket. Would you like that?"); else all of it."""
     sentences = [s.strip() for s in re.split(r"(?<=[.?!])\s+", text) if s.strip()]
-    for sentence in reversed(sentences):
-        if sentence.endswith("?"):
-            return sentence
+    for i in range(len(sentences) - 1, -1, -1):
+        if sentences[i].endswith("?"):
+            return " ".join(sentences[max(0, i - 1) : i + 1])
     return text
 
 
@@ -216,22 +217,23 @@ class CallerState:
     done: bool = False  # the caller answered "anything else?" and hangs up after it
 
 
-def names_my_problem(question: str, runbook: str) -> bool:
+def names_my_problem(question: str, problem: str) -> bool:
     """Whether the agent's "is this about: VPN won't connect?" names the caller's problem: the
-    caller knows which runbook their problem is (``runbook``, a file name such as
-    ``vpn-cannot-connect``; ``-`` when none covers it) and says yes when most of its words are
-    in the question."""
-    if runbook == "-":
+    caller knows which runbook covers it (``problem``: its title, or its file name such as
+    ``vpn-cannot-connect``; ``-`` when none does) and says yes when more than half of those
+    words are in the question."""
+    if problem == "-":
         return False
-    wanted = _content(runbook.replace("-", " "))
-    return bool(wanted) and len(wanted & _content(question)) * 2 >= len(wanted)
+    wanted = _content(problem.replace("-", " "))
+    return bool(wanted) and len(wanted & _content(question)) * 2 > len(wanted)
 
 
 def next_line(
-    persona: CallerPersona, state: CallerState, agent_said: str, runbook: str = "-"
+    persona: CallerPersona, state: CallerState, agent_said: str, problem: str = "-"
 ) -> str | None:
     """What the caller says after the agent said ``agent_said``; None: the caller hangs up.
-    ``runbook``: the runbook that covers the caller's problem (what they confirm)."""
+    ``problem``: the title (or file name) of the runbook that covers the caller's problem, or
+    ``-`` (what they say yes to when the agent checks)."""
     if state.done or len(state.said) >= MAX_CALLER_TURNS:
         return None
     said = agent_said.lower()
@@ -245,16 +247,17 @@ def next_line(
             line, state.done = persona.anything_else, True
         elif _SPELL.search(question):
             line = spelled(persona.name)
+        elif _DID_IT_WORK.search(question):
+            line = _step_line(persona, state)
         elif _NAME.search(question):
             line = f"It's {persona.name}."
         elif _NUMBER.search(question) and not _TICKET_NUMBER.search(question):
             line = speakable_number(persona.callback)
         elif _TICKET_OFFER.search(question):
             line = persona.ticket_offer
-        elif _DID_IT_WORK.search(question):
-            line = _step_line(persona, state)
         elif _CONFIRM.search(question):
-            line = "Yes, that's right." if names_my_problem(question, runbook) else f"No. {persona.opening}"
+            yes = names_my_problem(question, problem)
+            line = "Yes, that's right." if yes else f"No. {persona.opening}"
         elif _GOODBYE.search(said) and not question.endswith("?"):
             return None
         else:
@@ -270,18 +273,26 @@ def _step_line(persona: CallerPersona, state: CallerState) -> str:
     return persona.after_steps
 
 
+def caller_lines(persona: CallerPersona) -> list[tuple[str, str]]:
+    """Everything this caller may say, each with what it answers: ``opening`` (the greeting),
+    ``step`` (did that work?), ``ticket_offer``, ``anything_else``, ``name``, ``spelling``,
+    ``number``, ``confirm`` (is this about ...?)."""
+    lines = [
+        ("opening", persona.opening),
+        *(("step", step) for step in persona.steps),
+        ("step", persona.after_steps),
+        ("ticket_offer", persona.ticket_offer),
+        ("anything_else", persona.anything_else),
+        ("name", f"It's {persona.name}."),
+        ("spelling", spelled(persona.name)),
+        ("number", speakable_number(persona.callback)),
+        ("confirm", "Yes, that's right."),
+        ("confirm", f"No. {persona.opening}"),
+    ]
+    seen: set[str] = set()
+    return [(k, line) for k, line in lines if not (line in seen or seen.add(line))]
+
+
 def every_line(persona: CallerPersona) -> list[str]:
     """Everything this caller may say (to synthesize before the call, not during it)."""
-    lines = [
-        persona.opening,
-        *persona.steps,
-        persona.after_steps,
-        persona.ticket_offer,
-        persona.anything_else,
-        f"It's {persona.name}.",
-        spelled(persona.name),
-        speakable_number(persona.callback),
-        "Yes, that's right.",
-        f"No. {persona.opening}",
-    ]
-    return list(dict.fromkeys(lines))
+    return [line for _, line in caller_lines(persona)]

@@ -17,7 +17,15 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.conftest import CLEAN, TELEPHONY, gold_transcripts
 from voice_agent.audio import AudioDecodeError, decode_audio_file, write_wav
-from voice_agent.stt import WhisperSTTService, _after_prefix, collapse_repetitions
+from voice_agent.stt import (
+    Transcript,
+    TurnConfidence,
+    WhisperSTTService,
+    _after_prefix,
+    collapse_repetitions,
+    recognition_prompt,
+    with_noise_floor,
+)
 
 
 def normalise(text: str) -> str:
@@ -145,3 +153,39 @@ def test_silence_and_noise_decode_to_nothing(small_engines):
     rng = np.random.default_rng(0)
     noise = (rng.standard_normal(16000 * 2) * 0.05).astype(np.float32)
     assert len(small_engines.stt.transcribe(noise).text.split()) <= 2
+
+
+def test_whisper_reads_the_callers_words_after_the_agents_question():
+    """The recognition prompt is what the agent just said (its last reply, its end when long);
+    before the caller's first answer, the deployment's vocabulary."""
+    vocabulary = "A caller tells the IT helpdesk about VPN and Outlook."
+    greeting = [{"role": "assistant", "content": "Hi, how can I help you today?"}]
+    assert recognition_prompt(greeting, vocabulary) == vocabulary
+    offer = "I don't have a guide for that one. Would you like me to open a ticket?"
+    messages = [
+        *greeting,
+        {"role": "user", "content": "My keyboard is broken."},
+        {"role": "assistant", "content": "A" * 300 + " " + offer},
+    ]
+    prompt = recognition_prompt(messages, vocabulary)
+    assert prompt.endswith(offer) and len(prompt) <= 200
+    # the caller is speaking again before the agent answered: nothing new to read it against
+    assert recognition_prompt([*messages, {"role": "user", "content": "Hello?"}], "") is None
+
+
+def test_the_noise_floor_is_quiet_steady_and_the_same_for_the_same_audio():
+    silence = np.zeros(16000, dtype=np.float32)
+    floor = with_noise_floor(silence, -60.0)
+    rms_db = 20 * np.log10(np.sqrt(np.mean(floor**2)))
+    assert -61 < rms_db < -59 and floor.dtype == np.float32
+    assert np.array_equal(floor, with_noise_floor(silence, -60.0))  # a call decodes the same way
+    assert with_noise_floor(silence, None) is silence
+
+
+def test_the_confidence_of_a_turn_is_its_least_sure_transcript():
+    heard = TurnConfidence()
+    assert heard.take() is None
+    heard.add(Transcript("yes", 1.0, 0.1, avg_logprob=-0.2))
+    heard.add(Transcript("it still crushes", 1.0, 0.1, avg_logprob=-0.9))
+    heard.add(Transcript("", 1.0, 0.1))  # nothing heard: no confidence to count
+    assert heard.take() == -0.9 and heard.take() is None

@@ -130,18 +130,23 @@ def fill_0001(engine: sa.Engine, md: sa.MetaData) -> None:
 
 def test_upgrade_head_leaves_no_difference_from_the_models(any_database_url):
     store = CallStore(any_database_url)
-    assert migrations.current(store.engine) == migrations.head() == "0002"
+    assert migrations.current(store.engine) == migrations.head() == "0003"
     assert schema_differences(store.engine) == []
     # opening it again is a no-op
     CallStore(any_database_url).engine.dispose()
-    assert migrations.current(store.engine) == "0002"
+    assert migrations.current(store.engine) == "0003"
     store.engine.dispose()
 
 
 def test_downgrade_to_0001_and_back_keeps_calls_and_turns(any_database_url):
     store = CallStore(any_database_url)
     call_id = store.start_call("webrtc", caller="browser")
-    store.add_turn(call_id, TurnRecord(index=0, user_text="printer jam", bot_text="Open tray 2."))
+    understood = {"act": "problem", "confidence": 0.8, "by": "model", "heard_logprob": -0.4}
+    store.add_turn(
+        call_id,
+        TurnRecord(index=0, user_text="printer jam", bot_text="Open tray 2.", understood=understood),
+    )
+    assert store.get_call(call_id)["turns"][0]["understood"] == understood
     migrations.downgrade(store.engine, "0001")
     assert migrations.current(store.engine) == "0001"
     differences = {
@@ -168,7 +173,7 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_its_data(any_dat
     engine.dispose()
 
     store = CallStore(any_database_url)
-    assert migrations.current(store.engine) == "0002"
+    assert migrations.current(store.engine) == migrations.head()
     assert schema_differences(store.engine) == []
     call = store.get_call("old-call")
     assert call["status"] == "completed" and call["caller"] == "+15551230000"
@@ -201,7 +206,7 @@ def test_a_database_made_by_the_store_just_before_migrations_is_stamped_at_0002(
         assert migrations.legacy_revision(conn) == "0002"
     engine.dispose()
     store = CallStore(any_database_url)
-    assert migrations.current(store.engine) == "0002"
+    assert migrations.current(store.engine) == migrations.head()
     assert schema_differences(store.engine) == []
     store.engine.dispose()
 
@@ -218,7 +223,7 @@ def test_columns_added_by_the_old_additive_upgrade_are_not_added_twice(tmp_path)
         conn.execute(sa.text("ALTER TABLE turns ADD COLUMN triage_done FLOAT"))
     engine.dispose()
     store = CallStore(url)
-    assert migrations.current(store.engine) == "0002"
+    assert migrations.current(store.engine) == migrations.head()
     assert schema_differences(store.engine) == []
     assert [t["index"] for t in store.get_call("old-call")["turns"]] == [0, 1]
 
@@ -259,7 +264,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
         t.join()
     assert errors == []
     engine = sa.create_engine(postgres_url)
-    assert migrations.current(engine) == "0002"
+    assert migrations.current(engine) == migrations.head()
     engine.dispose()
 
 

@@ -177,3 +177,16 @@ def test_unknown_kinds_are_refused():
 def test_luhn():
     assert luhn_valid("4111111111111111") and luhn_valid("378282246310005")
     assert not luhn_valid("4111111111111112") and not luhn_valid("1234567890123456")
+
+
+def test_a_ticket_number_read_back_stays_readable_while_phone_numbers_go():
+    """The agent reads tickets back one character at a time; the callback number beside it is
+    still redacted (a supervisor must see which ticket was opened)."""
+    said = (
+        "I've opened ticket I N C 0 0 0 0 0 1 2 for you, and a technician will follow up at "
+        "5 5 5 0 1 4 2. Is there anything else I can help you with?"
+    )
+    stored = redact(said)
+    assert "I N C 0 0 0 0 0 1 2" in stored
+    assert "[phone]" in stored and "5 5 5 0 1 4 2" not in stored
+    assert redact("It's INC 0000012, call me on 555 0142.") == "It's INC 0000012, call me on [phone]."

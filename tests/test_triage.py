@@ -326,8 +326,10 @@ def test_default_taxonomy():
         "other",
     ]
     assert taxonomy.priority_names == ["P1", "P2", "P3", "P4"]
-    assert taxonomy.category("security").escalate
-    assert taxonomy.should_escalate("security", "P4")
+    # a security incident (P1, or a lost device at P2) escalates; a phishing report does not
+    assert taxonomy.category("security").escalate == frozenset({"P1", "P2"})
+    assert taxonomy.should_escalate("security", "P2")
+    assert not taxonomy.should_escalate("security", "P4")
     assert taxonomy.should_escalate("printer", "P1")
     assert not taxonomy.should_escalate("printer", "P3")
     assert (taxonomy.priority("P1").impact, taxonomy.priority("P1").urgency) == (1, 1)
@@ -397,7 +399,8 @@ async def test_triager_without_llm_is_the_classifier(tmp_path):
     result = await triager.triage("i clicked a link in a phishing mail and now i see a virus")
     assert (result.category, result.priority) == ("security", "P1")
     assert result.escalate and result.assignment_group == "Security Operations"
-    assert result.source == "classifier" and 0 < result.confidence <= 1
+    # a security incident is decided by the guide's rules, whatever the classifier thinks
+    assert result.source == "rules" and 0 <= result.confidence <= 1
     assert result.latency_secs < 2.0
     blank = triager.classify("   ")
     assert (blank.category, blank.priority, blank.source) == ("other", "P4", "rules")
@@ -497,3 +500,30 @@ async def test_openai_backend_fallback_and_its_time_box(tmp_path, delay, source)
     assert set(enum) <= set(load_taxonomy(None).category_names) and len(enum) >= 3
     if source == "llm":
         assert result.category == enum[0] and result.priority in {"P1", "P2", "P3", "P4"}
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "priority"),
+    [
+        # credentials given away: an active incident, whatever the caller calls it
+        ("I got an email from the bank, clicked the link and typed in my password.", "security",
+         "P1"),
+        ("My work laptop was lost in transit.", "security", "P2"),
+        ("I left my phone on the train this morning.", "security", "P2"),
+        ("I got a strange email asking me to confirm my bank details. I didn't click anything.",
+         "security", "P4"),
+        ("My laptop is asking for a BitLocker recovery key when it starts.", "security", "P3"),
+        # one caller's microphone is not an outage
+        ("Nobody can hear me in Teams meetings.", None, "P3"),
+        ("None of the scanners or PCs in the warehouse can reach the network, the whole shift "
+         "is stopped.", "network", "P1"),
+        ("I accidentally deleted a folder on the shared drive, can you restore it?", "other",
+         "P4"),
+    ],
+)  # fmt: skip
+def test_incidents_and_impact_as_callers_describe_them(tmp_path, text, category, priority):
+    result = Triager.load(small_settings(tmp_path, triage_llm_fallback=False)).classify(text)
+    assert category is None or result.category == category
+    assert result.priority == priority
+    assert result.escalate == (result.category == "security" and priority in ("P1", "P2")
+                               or priority == "P1")  # fmt: skip

@@ -34,7 +34,7 @@ from voice_agent.flow_processor import HelpdeskFlowProcessor, TurnNote
 from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
 from voice_agent.recording import CallRecording, recording_path
 from voice_agent.storage import CallStore
-from voice_agent.stt import Transcript, TurnConfidence, WhisperSTTService
+from voice_agent.stt import Transcript, TurnConfidence, WhisperSTTService, recognition_prompt
 from voice_agent.tickets import make_ticket_service
 from voice_agent.tts import PiperTTSService
 
@@ -130,14 +130,18 @@ async def run_call(
             fallbacks += 1
             await say("fallback", prompts.DIDNT_CATCH)
 
+    context = LLMContext()
     heard = TurnConfidence()
     stt = WhisperSTTService(
-        engines.stt, on_empty_transcript=on_empty_transcript, on_transcript=heard.add
+        engines.stt,
+        on_empty_transcript=on_empty_transcript,
+        on_transcript=heard.add,
+        # Whisper reads the caller's words as the answer to what the agent just said
+        prompt=lambda: recognition_prompt(context.get_messages(), engines.stt.vocabulary),
     )
     note = TurnNote()
     llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), note)
     tts = PiperTTSService(engines.tts)
-    context = LLMContext()
 
     async def speak_acknowledgement(phrase: str) -> None:
         recorder.start_ack(phrase)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 MAX_SENTENCES = 2
-OFFER = "I can open a ticket so a technician follows up. Would you like that?"
+OFFER = "Would you like me to open a ticket so a technician follows up?"
 
 _SENTENCE_END = re.compile(r"(?<![0-9][.)])(?<=[.!?])[\"')\]]*\s+|\n+")
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022#]+)\s*")
@@ -47,8 +47,8 @@ def allowed(sentence: str) -> bool:
     """Whether one sentence of the model's reply may be spoken."""
     if not re.search(r"[A-Za-z]", sentence):
         return False
-    if _LIST_ITEM.match(sentence) or _MENU_PATH.search(sentence):
-        return False
+    if _LIST_ITEM.match(sentence) or _MENU_PATH.search(sentence) or sentence.endswith(":"):
+        return False  # a list, a menu path, or the sentence that announces a list
     return not (_ELSEWHERE.search(sentence) or _SELF_TICKET.search(sentence))
 
 

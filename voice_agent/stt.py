@@ -88,6 +88,7 @@ class WhisperEngine:
         language: str = "en",
         beam_size: int = 1,
         vocabulary: str = "",
+        noise_floor_dbfs: float | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -97,6 +98,7 @@ class WhisperEngine:
         # words this deployment expects (runbook titles and tags, the taxonomy): Whisper is
         # told them as earlier text of the conversation, so "VPN" beats "maybe hand"
         self.vocabulary = vocabulary
+        self.noise_floor_dbfs = noise_floor_dbfs
         started = time.perf_counter()
         self._model = WhisperModel(
             str(self.model_dir),
@@ -111,17 +113,23 @@ class WhisperEngine:
         self.load_secs = time.perf_counter() - started
         logger.info(f"whisper loaded from {self.model_dir} in {self.load_secs:.1f}s")
 
-    def transcribe(self, audio: np.ndarray, *, heard_before: str = "") -> Transcript:
+    def transcribe(
+        self, audio: np.ndarray, *, heard_before: str = "", prompt: str | None = None
+    ) -> Transcript:
         """Blocking: decode float32 16 kHz mono audio to text. Call from a worker thread.
 
         ``heard_before`` is the transcript of the audio's opening (speech already pushed as
         text): Whisper is forced to start with it, and only what follows is returned. A
         fragment cut at a short pause decodes far better with its left context ("about them
-        as dinosaurs" alone comes out as "about the mess diners or it's")."""
+        as dinosaurs" alone comes out as "about the mess diners or it's").
+
+        ``prompt`` is the conversation so far as Whisper should read it (the agent's question
+        the caller is answering); None: the deployment's ``vocabulary``."""
         started = time.perf_counter()
         audio_secs = len(audio) / STT_SAMPLE_RATE
         if audio_secs < 0.1:
             return Transcript("", audio_secs, 0.0)
+        audio = with_noise_floor(audio, self.noise_floor_dbfs)
         with self._lock:
             segments, _info = self._model.transcribe(
                 audio,
@@ -136,7 +144,7 @@ class WhisperEngine:
                 without_timestamps=True,
                 vad_filter=False,
                 prefix=heard_before or None,
-                initial_prompt=self.vocabulary or None,
+                initial_prompt=(self.vocabulary if prompt is None else prompt) or None,
             )
             kept: list[str] = []
             dropped = 0
@@ -170,8 +178,58 @@ class WhisperEngine:
             no_speech_prob=round(no_speech, 3) if no_speech is not None and text else None,
         )
 
-    async def transcribe_async(self, audio: np.ndarray, *, heard_before: str = "") -> Transcript:
-        return await asyncio.to_thread(self.transcribe, audio, heard_before=heard_before)
+    async def transcribe_async(
+        self, audio: np.ndarray, *, heard_before: str = "", prompt: str | None = None
+    ) -> Transcript:
+        return await asyncio.to_thread(
+            self.transcribe, audio, heard_before=heard_before, prompt=prompt
+        )
+
+
+PROMPT_CHARS = 200  # the end of the agent's last reply: about the last two sentences
+
+
+def recognition_prompt(messages: list, vocabulary: str) -> str | None:
+    """What Whisper is told before the caller's words: the agent's last reply, which the caller
+    is answering; before the caller has said anything, the deployment's vocabulary.
+
+    Measured offline on the dev scenario callers (espeak-ng voices through an 8 kHz line, beam
+    5, 140 answers): WER 0.359 with no prompt, 0.345 with the vocabulary, 0.320 with the
+    agent's question ("Would you like me to open a ticket?" makes "Yes, please open one" far
+    more likely than "the F-clean open one"); openings decode best with the vocabulary."""
+    said = None
+    for message in reversed(messages):
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "assistant" and isinstance(message.get("content"), str):
+            said = message["content"]
+            break
+    user_turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
+    if not said or user_turns == 0:
+        return vocabulary or None
+    said = " ".join(said.split())
+    if len(said) > PROMPT_CHARS:
+        cut = said[-PROMPT_CHARS:]
+        said = cut.split(" ", 1)[-1] if " " in cut else cut
+    return said
+
+
+def with_noise_floor(audio: np.ndarray, dbfs: float | None) -> np.ndarray:
+    """The audio with a steady, quiet noise floor (white noise at ``dbfs`` RMS; None: as is).
+
+    A phone line delivers digital silence between words (mu-law 0xFF decodes to exact zeros),
+    and pipecat pads each segment with more; Whisper, trained on recordings that always carry
+    some room or line noise, decodes such audio worse. Measured offline on the dev scenario
+    callers (espeak-ng voices through an 8 kHz line, beam 5, the agent's question as prompt,
+    133 answers): WER 0.352 without, 0.296 with a -60 dBFS floor. The noise is the same for the
+    same audio (a fixed seed), so a call decodes the same way every time."""
+    if dbfs is None or len(audio) == 0:
+        return audio
+    rng = np.random.default_rng(len(audio))
+    noise = rng.standard_normal(len(audio)).astype(np.float32) * np.float32(10 ** (dbfs / 20))
+    return (np.asarray(audio, dtype=np.float32) + noise).astype(np.float32)
 
 
 def _after_prefix(text: str, prefix: str) -> str:
@@ -236,6 +294,7 @@ class WhisperSTTService(SegmentedSTTService):
         *,
         on_empty_transcript=None,
         on_transcript: Callable[[Transcript], None] | None = None,
+        prompt: Callable[[], str | None] | None = None,
         max_unpushed_secs: float = 20.0,
         context_secs: float = 3.0,
         max_context_secs: float = 8.0,
@@ -253,6 +312,7 @@ class WhisperSTTService(SegmentedSTTService):
         self._engine = engine
         self._on_empty_transcript = on_empty_transcript
         self._on_transcript = on_transcript
+        self._prompt = prompt
         self._max_unpushed_bytes = int(max_unpushed_secs * STT_SAMPLE_RATE) * 2
         self._unpushed = bytearray()  # caller audio not yet covered by a pushed transcript
         self._turn_has_text = False
@@ -323,7 +383,9 @@ class WhisperSTTService(SegmentedSTTService):
         pcm = context_pcm + piece + self._trailing_silence()
         try:
             result = await self._engine.transcribe_async(
-                int16_bytes_to_float(pcm), heard_before=context_text
+                int16_bytes_to_float(pcm),
+                heard_before=context_text,
+                prompt=self._prompt() if self._prompt is not None else None,
             )
         except Exception as e:  # a model failure must be heard as a fallback, not dead air
             logger.exception("whisper decode failed")

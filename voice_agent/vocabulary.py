@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 MAX_TERMS = 40  # Whisper keeps the last 223 prompt tokens; a short prompt decodes faster
-LEAD = "IT helpdesk call."
+LEAD = "A caller tells the IT helpdesk about"
 # in every helpdesk, whatever its runbooks say: how ticket numbers and common systems sound
 CORE_TERMS = ("VPN", "Outlook", "Teams", "OneDrive", "MFA", "Wi-Fi", "ticket", "INC")
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
@@ -33,26 +33,37 @@ _ORDINARY_CAPITALISED = set(
 )
 
 
+def has_marked_shape(token: str) -> bool:
+    """An acronym (VPN), a CamelCase name (OneDrive) or capitalised parts (Wi-Fi)."""
+    if len(token) < 2:
+        return False
+    if token.isupper() and token.isalpha() and len(token) <= 6:
+        return True
+    if re.search(r"[a-z][A-Z]", token):
+        return True
+    return "-" in token and all(part[:1].isupper() for part in token.split("-"))
+
+
 def is_distinctive(token: str) -> bool:
     """A word Whisper needs to be told: an acronym, a CamelCase or hyphenated product name, or a
     capitalised name that is not an ordinary English word."""
     if len(token) < 2:
         return False
-    if token.isupper() and token.isalpha() and len(token) <= 6:
-        return True  # VPN, MFA, SSO
-    if re.search(r"[a-z][A-Z]", token):
-        return True  # OneDrive, BitLocker, SharePoint
-    if "-" in token and token[0].isupper():
-        return True  # Wi-Fi
+    if has_marked_shape(token):
+        return True
     return token[0].isupper() and token not in _ORDINARY_CAPITALISED and token.lower() != token
 
 
 def terms_from(texts: Iterable[str]) -> list[str]:
-    """Distinctive words by how often the texts use them (most first), first spelling kept."""
+    """Distinctive words by how often the texts use them (most first), first spelling kept.
+    A capitalised word opening a text counts only if its shape marks it (VPN, OneDrive): a
+    title's first word is capitalised whatever it is ("External monitor not working")."""
     counts: Counter[str] = Counter()
     spelling: dict[str, str] = {}
     for text in texts:
-        for token in _TOKEN.findall(text or ""):
+        for i, token in enumerate(_TOKEN.findall(text or "")):
+            if i == 0 and not has_marked_shape(token):
+                continue
             if is_distinctive(token):
                 key = token.lower()
                 spelling.setdefault(key, token)
@@ -67,7 +78,9 @@ def build_vocabulary(
     extra_terms: Iterable[str] = (),
     max_terms: int = MAX_TERMS,
 ) -> str:
-    """The prompt Whisper is given: ``"IT helpdesk call. VPN, Outlook, ..."``."""
+    """The prompt Whisper is given, a sentence rather than a list (a list prompt made Whisper
+    write lists: "Yes, that's right" came out as "CS, Netflix,"):
+    ``"A caller tells the IT helpdesk about VPN, Outlook, ... and BitLocker."``."""
     chosen: list[str] = []
     seen: set[str] = set()
     for term in [
@@ -79,4 +92,7 @@ def build_vocabulary(
         if term and term.lower() not in seen:
             seen.add(term.lower())
             chosen.append(term)
-    return f"{LEAD} {', '.join(chosen[:max_terms])}."
+    terms = chosen[:max_terms]
+    if len(terms) > 1:
+        return f"{LEAD} {', '.join(terms[:-1])} and {terms[-1]}."
+    return f"{LEAD} {''.join(terms)}."

@@ -68,6 +68,23 @@ _TICKET = re.compile(r"\bINC\d{7}\b")
 AGENT_WORDS_WAIT_SECS = 4.0  # the reply's record is written once its playback mark comes back
 
 
+def runbook_titles(paths: list[Path]) -> dict[str, str]:
+    """The deployment's runbooks by file name without extension: their titles (what the agent
+    names when it checks a problem, and what a scripted caller recognises as theirs)."""
+    from voice_agent.knowledge.documents import DocumentError, iter_files, load_document
+
+    titles: dict[str, str] = {}
+    for root in paths:
+        if not Path(root).exists():
+            continue
+        for path in iter_files(Path(root)):
+            try:
+                titles.setdefault(path.stem, load_document(path).title)
+            except DocumentError:
+                continue
+    return titles
+
+
 def caller_phone(scenario: Scenario) -> str:
     """The line the scenario's caller rings from (E.164, from its callback number)."""
     digits = re.sub(r"\D", "", scenario.caller.callback)
@@ -86,10 +103,13 @@ class ScenarioCaller:
         scenario: Scenario,
         audio: dict[str, Any],
         agent_said: Callable[[str, float | None], str],
+        runbook_title: str | None = None,
     ) -> None:
         self.scenario = scenario
         self._audio = audio
         self._agent_said = agent_said
+        # how the caller recognises their problem when the agent names it: its runbook's title
+        self._problem = runbook_title or scenario.expect.runbook
         self.state = CallerState()
         self.heard: list[str] = []  # what the agent said before each caller turn
 
@@ -102,7 +122,7 @@ class ScenarioCaller:
                 said = await asyncio.to_thread(self._agent_said, call.call_sid, since)
                 if not said:
                     await asyncio.sleep(0.2)
-        line = next_line(self.scenario.caller, self.state, said, self.scenario.expect.runbook)
+        line = next_line(self.scenario.caller, self.state, said, self._problem)
         if line is None:
             return None
         self.heard.append(said)
@@ -393,11 +413,13 @@ async def run_scenarios(
             local = settings.model_copy(update={"database_url": database_url})
             url = await stack.enter_async_context(in_process_server(local, engines))
         agent_said = agent_words_reader(store)
+        titles = runbook_titles(settings.kb_paths)
         started = time.monotonic()
         for run in range(1, config.runs + 1):
             for scenario in scenarios:
                 progress(f"run {run}: {scenario.id} ({scenario.voice})...")
-                caller = ScenarioCaller(scenario, audio[scenario.id], agent_said)
+                title = titles.get(scenario.expect.runbook) if scenario.expect.runbook != "-" else "-"
+                caller = ScenarioCaller(scenario, audio[scenario.id], agent_said, title)
                 dialled = await dial(
                     url,
                     caller,

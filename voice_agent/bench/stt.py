@@ -11,8 +11,10 @@ configured Whisper settings and vocabulary) and scores the transcripts strict an
   voices through a phone line (``telephony.caller_voice``);
 * ``clean``: the 15 clean clips with gold transcripts.
 
-Variants (``--variant "beam=5 vocabulary=off"``) decode the same audio with other settings in the
-same run, so their WER and decode time compare directly (decode time as a ratio to the first).
+Each scenario line is decoded after the question the agent asks before it (``context``, as on a
+call: ``voice_agent.stt.recognition_prompt``). Variants (``--variant "beam=5 vocabulary=off
+context=off"``) decode the same audio with other settings in the same run, so their WER and decode
+time compare directly (decode time as a ratio to the first).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from voice_agent.bench.wer import score
 
 SETS = ("phone", "scenarios", "clean")
 SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
-VARIANT_KEYS = {"beam": int, "vocabulary": str, "model": str}
+VARIANT_KEYS = {"beam": int, "vocabulary": str, "context": str, "noise": float, "model": str}
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,39 @@ class Utterance:
     source: str
     reference: str
     audio: np.ndarray  # float32, 16 kHz, as the STT service receives it
+    answers: str | None = None  # what the agent said just before (the recognition prompt)
+
+
+def agent_question(kind: str) -> str | None:
+    """What the agent says before a scripted caller's line of this kind (``caller_lines``), in
+    the product's own words; None before the opening (the greeting: the vocabulary is used)."""
+    from flows import prompts
+
+    return {
+        "step": prompts.say_step("Restart the app", 2, 4),
+        "ticket_offer": prompts.NO_RUNBOOK,
+        "anything_else": prompts.GLAD_IT_WORKED,
+        "name": prompts.ASK_NAME_FOR_TICKET,
+        "spelling": prompts.ASK_SPELLING,
+        "number": "What's the best number to reach you?",
+        "confirm": prompts.confirm_problem("VPN won't connect"),
+    }.get(kind)
+
+
+LEAD_SECS = 0.8  # a call's segment starts with the silence kept before the VAD heard speech
+TAIL_SECS = 0.7  # and ends with the VAD's stop delay plus the silence the STT service appends
 
 
 def phone_to_stt(samples_8k: np.ndarray) -> np.ndarray:
-    """8 kHz int16 phone audio as the STT service gets it on a call: auto-gain, 16 kHz float."""
+    """8 kHz int16 phone audio as the STT service gets it on a call: silence around it (pipecat
+    keeps up to a second before the VAD's start and pads the end), auto-gain, 16 kHz float."""
+    samples_8k = np.concatenate(
+        [
+            np.zeros(int(LEAD_SECS * 8000), np.int16),
+            np.asarray(samples_8k, dtype=np.int16),
+            np.zeros(int(TAIL_SECS * 8000), np.int16),
+        ]
+    )
     from voice_agent.audio import resample_int16
     from voice_agent.auto_gain import AutoGainFilter
 
@@ -80,7 +111,7 @@ def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None
 
     if name == "scenarios":
         from telephony.caller_voice import CallerVoice, CallerVoiceError
-        from telephony.scripted_caller import ScenarioError, every_line, load_scenarios
+        from telephony.scripted_caller import ScenarioError, caller_lines, load_scenarios
         from voice_agent.bench.scenarios import DEFAULT_SCENARIOS
 
         try:
@@ -91,9 +122,10 @@ def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None
         for scenario in found:
             try:
                 voice = CallerVoice(scenario.voice)
-                for i, line in enumerate(every_line(scenario.caller)):
+                for i, (kind, line) in enumerate(caller_lines(scenario.caller)):
                     audio = phone_to_stt(voice.say(line))
-                    out.append(Utterance(name, f"{scenario.id}.{i}", line, audio))
+                    source = f"{scenario.id}.{i}.{kind}"
+                    out.append(Utterance(name, source, line, audio, agent_question(kind)))
             except CallerVoiceError as e:
                 raise BenchError(f"scenario {scenario.id}: {e}") from e
         return out
@@ -129,16 +161,19 @@ def parse_variant(text: str) -> dict[str, Any]:
             out[key] = VARIANT_KEYS[key](value)
         except ValueError as e:
             raise BenchError(f"variant {text!r}: {key} must be a {VARIANT_KEYS[key].__name__}") from e
-    if out.get("vocabulary", "on") not in ("on", "off"):
-        raise BenchError(f"variant {text!r}: vocabulary is on or off")
+    for key in ("vocabulary", "context"):
+        if out.get(key, "on") not in ("on", "off"):
+            raise BenchError(f"variant {text!r}: {key} is on or off")
     return out
 
 
-def decode_all(engine: Any, utterances: list[Utterance]) -> list[dict[str, Any]]:
+def decode_all(engine: Any, utterances: list[Utterance], *, context: bool) -> list[dict]:
+    """Each utterance decoded as a call would: after the agent's question when ``context``
+    (``voice_agent.stt.recognition_prompt``), else with the vocabulary alone."""
     rows = []
     for u in utterances:
         started = time.perf_counter()
-        result = engine.transcribe(u.audio)
+        result = engine.transcribe(u.audio, prompt=u.answers if context and u.answers else None)
         rows.append(
             {
                 "set": u.set,
@@ -190,9 +225,13 @@ def run_stt_bench(
             )
         engine = engines[model]
         engine.beam_size = variant.get("beam", settings.stt_beam_size)
+        # noise=0 (or any value >= 0) turns the noise floor off; noise=-60 sets it
+        noise = variant.get("noise", settings.stt_noise_floor_dbfs)
+        engine.noise_floor_dbfs = noise if noise is not None and noise < 0 else None
         engine.vocabulary = vocabulary if variant.get("vocabulary", "on") == "on" else ""
         progress(f"decoding {len(utterances)} utterances ({text or 'default'})...")
-        rows = decode_all(engine, utterances)
+        context = variant.get("context", "on") == "on"
+        rows = decode_all(engine, utterances, context=context)
         per_set = {}
         for name in sets:
             these = [r for r in rows if r["set"] == name]
@@ -208,6 +247,8 @@ def run_stt_bench(
                 "model": model,
                 "beam": engine.beam_size,
                 "vocabulary": bool(engine.vocabulary),
+                "context": context,
+                "noise_floor_dbfs": engine.noise_floor_dbfs,
                 "sets": per_set,
                 "utterances": rows,
             }

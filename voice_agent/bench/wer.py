@@ -3,9 +3,9 @@
 Strict: lower case, punctuation dropped, hyphens split ("Wi-Fi" is "wi fi"). Lenient adds what
 the silver phone references need: they keep fillers ("uh", "um") and write spelled words and
 numbers one character at a time ("c h e r y l", "6 0"), while Whisper drops fillers and writes
-"Cheryl" and "60". Lenient scoring drops fillers and joins runs of single letters or single
-digits on both sides, so neither way of writing the same words counts as an error (on the 68 real
-phone turns this alone is worth about 5 WER points).
+"Cheryl" and "60" (or "555-0201" for "5 5 5, 0 2 0 1"). Lenient scoring drops fillers and joins
+runs of single letters, and runs of numbers, on both sides, so neither way of writing the same
+words counts as an error (on the 68 real phone turns this alone is worth about 5 WER points).
 
     score(["my vpn is down"], ["My VPN's down."])  # -> WerScore(strict=..., lenient=...)
 """
@@ -29,7 +29,8 @@ def strict(text: str) -> str:
 
 
 def _join_runs(words: list[str]) -> list[str]:
-    """ "c h e r y l" -> "cheryl", "6 0" -> "60": a run of single characters of one kind."""
+    """ "c h e r y l" -> "cheryl", "6 0" -> "60", "555 0201" -> "5550201": a run of single
+    letters, or of numbers, is one word."""
     out: list[str] = []
     run: list[str] = []
 
@@ -37,7 +38,7 @@ def _join_runs(words: list[str]) -> list[str]:
         if len(w) == 1 and w.isalpha():
             return "letter"
         if w.isdigit():
-            return "digit" if len(w) == 1 else None
+            return "digit"
         return None
 
     for w in [*words, ""]:

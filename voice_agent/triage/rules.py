@@ -333,6 +333,7 @@ _BLOCKED = _rx(
     r"(unable|can ?not|can't|cant|not able|could not|couldn't) (to )?(log|sign|connect|login|"
     r"open|launch|start|access|boot|turn on|use|work)",
     r"\bfail(s|ed|ing)? to (log|sign|connect|open|launch|start|load|boot)",
+    r"(unable|can ?not|can't|cant|not able|could not|couldn't) (to )?get (on|onto|into|in)\b",
     r"won'?t (open|start|launch|connect|boot|turn on|load)",
     r"(does|do|is|will) not (open|start|launch|connect|boot|turn on|load|work)",
     r"not (opening|starting|launching|connecting|booting|working|loading)",
