@@ -43,6 +43,7 @@ UNSURE_TRIAGE = 0.45  # the classifier's probability for its category below whic
 # a runbook match below this similarity is confirmed with the caller before it is walked (the
 # right runbook scored 0.81-0.91 for the dev scenario openings, a wrong one up to 0.856)
 SURE_RUNBOOK = 0.86
+MAX_CHECKS = 2  # runbooks checked with the caller per call
 
 
 class HelpdeskConversation:
@@ -87,16 +88,17 @@ class HelpdeskConversation:
         short = len(words) <= SHORT_ANSWER_WORDS
         awaiting = state.get("awaiting")
         unsure_heard = heard_logprob is not None and heard_logprob < UNSURE_LOGPROB
-        if awaiting in YES_NO_QUESTIONS and act.kind in ("unclear", "problem") and short:
-            # "Yes, clean open one" (Whisper's "Yes, please open one") answers the question
-            if cw.said_yes(text):
-                act = Act("yes", act.confidence, act.source)
-            elif cw.said_no(text):
-                act = Act("no", act.confidence, act.source)
+        if awaiting in YES_NO_QUESTIONS and act.source == "model" and short:
+            # "Yes, clean open one" (Whisper's "Yes, please open one") and "Yes, not right"
+            # ("Yes, that's right") answer the question with their first word
+            if act.kind in ("unclear", "problem", "no") and cw.said_yes(text):
+                act = Act("yes", act.confidence, "words")
+            elif act.kind in ("unclear", "problem", "yes") and cw.said_no(text):
+                act = Act("no", act.confidence, "words")
 
         name, number = cw.caller_name(text), cw.callback_number(text)
         if awaiting in ("name", "spell_name"):
-            return await self._name_given(text, unsure_heard)
+            return await self._name_given(text, unsure_heard, stages)
         if name or number:
             await self._remember_caller(name, number)
 
@@ -109,15 +111,15 @@ class HelpdeskConversation:
         if awaiting == "confirm_problem":
             return await self._confirmation(text, act, heard_logprob, stages)
         if awaiting == "callback_offer":
-            if act.kind in ("yes", "wants_ticket", "not_worked"):
-                return await self._with_name("callback", f.arrange_callback, {})
             if act.kind in ("no", "goodbye", "worked"):
                 state["awaiting"] = "anything_else"
                 return Reply(say=prompts.NO_TICKET)
-        if awaiting == "ticket_number":
-            ticket_number = parse_ticket_number(text, expecting=True)
-            if ticket_number or act.kind not in ("problem", "goodbye"):
-                return await self._ticket_status(text, ticket_number, stages)
+            # yes, or anything unclear: a technician calling back is what the caller wanted
+            return await self._with_name("callback", f.arrange_callback, {})
+        if awaiting == "ticket_number" and act.kind != "goodbye":
+            # a number, or anything else ("I don't have it"): the caller's latest ticket
+            number = parse_ticket_number(text, expecting=True)
+            return await self._ticket_status(text, number, stages)
         if act.kind == "wants_ticket" and state.get("problem"):
             return await self._ticket()
         if awaiting == "step_result" and state.get("walk") is not None and short:
@@ -223,9 +225,15 @@ class HelpdeskConversation:
             return reply
         if then_ticket:
             return await self._ticket()
-        unsure = (
-            heard_logprob is not None and heard_logprob < UNSURE_LOGPROB
-        ) or triage.get("confidence", 1.0) < UNSURE_TRIAGE
+        unsure = (heard_logprob is not None and heard_logprob < UNSURE_LOGPROB) or triage.get(
+            "confidence", 1.0
+        ) < UNSURE_TRIAGE
+        if not state.get("caller_name") and not state.get("asked_name"):
+            # who is calling, before the problem is worked on (the call record keeps it)
+            state["asked_name"] = True
+            state["awaiting"], state["pending"] = "name", "problem"
+            state["problem_unsure"] = unsure
+            return Reply(say=prompts.ASK_NAME_FIRST)
         return await self._find_runbook(text, stages, unsure=unsure)
 
     async def _find_runbook(
@@ -238,11 +246,20 @@ class HelpdeskConversation:
             return found
         walk = state.get("candidate")
         ask_once = not state.get("clarified")
+        # a second runbook may be checked after the caller said no to the first, never a third
+        may_check = len(state.get("rejected_runbooks") or ()) < MAX_CHECKS and (
+            ask_once or state.get("rejected_runbooks")
+        )
         sure = walk is not None and walk.similarity >= SURE_RUNBOOK
         if walk is not None and sure and not unsure:
             return await self._call(f.begin_walk, {})
-        if walk is not None and ask_once:  # "Is this about: VPN won't connect?"
+        if (
+            walk is not None
+            and may_check
+            and walk.hit.article_path not in state.get("checked_runbooks", ())
+        ):  # "Is this about: VPN won't connect?"
             state["clarified"] = True
+            state.setdefault("checked_runbooks", []).append(walk.hit.article_path)
             state["awaiting"] = "confirm_problem"
             return Reply(say=prompts.confirm_problem(walk.hit.title))
         if walk is not None and sure:
@@ -265,6 +282,9 @@ class HelpdeskConversation:
             rejected = state.pop("candidate", None)
             if rejected is not None:
                 state.setdefault("rejected_runbooks", []).append(rejected.hit.article_path)
+            if len(state.get("rejected_runbooks") or ()) >= MAX_CHECKS:
+                state["awaiting"] = "ticket_offer"  # nothing the caller recognises: a human
+                return Reply(say=prompts.NO_RUNBOOK)
             if len(cw.words(text)) <= 5:
                 state["awaiting"] = "problem"
                 return Reply(say=prompts.RETELL)
@@ -272,6 +292,9 @@ class HelpdeskConversation:
             return await self._new_problem(text, heard_logprob, stages)
         if act.kind == "wants_ticket":
             return await self._ticket()
+        if act.kind == "ticket_status":
+            state.pop("candidate", None)
+            return await self._ticket_status(text, parse_ticket_number(text), stages)
         return await self._call(f.begin_walk, {})  # no clear answer: go on with the guess
 
     async def _ticket_status(
@@ -308,7 +331,7 @@ class HelpdeskConversation:
         if (state["caller_name"], state["callback_number"]) != before:
             await self.functions.tell_caller(state)
 
-    async def _name_given(self, text: str, unsure_heard: bool) -> Reply:
+    async def _name_given(self, text: str, unsure_heard: bool, stages: dict[str, float]) -> Reply:
         """The answer to "may I have your name?" (or to "could you spell it?")."""
         state = self.state
         words = cw.words(text)
@@ -333,12 +356,12 @@ class HelpdeskConversation:
             state["asked_name_twice"] = True
             state["awaiting"], state["pending"] = "name", pending
             return Reply(say="Sorry, I didn't catch your name. Could you say it again?")
-        return await self._do_pending(pending)
+        return await self._do_pending(pending, stages)
 
-    async def _do_pending(self, pending: str | None) -> Reply:
+    async def _do_pending(self, pending: str | None, stages: dict[str, float]) -> Reply:
         f = self.functions
         if pending == "escalate":
-            return await self._escalate({})
+            return await self._escalate(stages)
         if pending == "callback":
             return await self._call(f.arrange_callback, {})
         if pending == "status":
@@ -347,6 +370,9 @@ class HelpdeskConversation:
             return await self._call(f.ticket_status, {"number": number, "lookup": lookup})
         if pending == "ticket":
             return await self._call(f.create_ticket, {})
+        if pending == "problem":
+            unsure = bool(self.state.pop("problem_unsure", False))
+            return await self._find_runbook(self.state.get("problem") or "", stages, unsure=unsure)
         return await self._call(f.record_caller, {})
 
     async def _with_name(self, pending: str, function, args: dict) -> Reply:
@@ -355,7 +381,9 @@ class HelpdeskConversation:
         if not state.get("caller_name") and not state.get("asked_name"):
             state["asked_name"] = True
             state["awaiting"], state["pending"] = "name", pending
-            ask = prompts.ASK_NAME_FOR_STATUS if pending == "status" else prompts.ASK_NAME_FOR_TICKET
+            ask = (
+                prompts.ASK_NAME_FOR_STATUS if pending == "status" else prompts.ASK_NAME_FOR_TICKET
+            )
             return Reply(say=ask)
         return await self._call(function, args)
 

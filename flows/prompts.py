@@ -103,9 +103,7 @@ def confirm_problem(title: str) -> str:
     return f"Sorry, the line is a bit unclear. Is this about: {spoken_title(title)}?"
 
 
-SAY_AGAIN = (
-    "Sorry, the line is a bit unclear. Could you tell me the problem again in a few words?"
-)
+SAY_AGAIN = "Sorry, the line is a bit unclear. Could you tell me the problem again in a few words?"
 RETELL = "Sorry about that. Could you tell me the problem again in a few words?"
 WHAT_CAN_I_HELP = "Sure. What else can I help you with?"
 ASK_PROBLEM_AGAIN = "Sorry, I didn't quite catch that. What can I help you with?"
@@ -133,6 +131,7 @@ NO_TICKET = "Okay, no ticket then. " + ANYTHING_ELSE
 ASK_TICKET_NUMBER = "Sure. What's the ticket number? It starts with I N C."
 ASK_NAME_FOR_TICKET = "I'll open a ticket for that. May I have your name first?"
 ASK_NAME_FOR_STATUS = "Sure, I can check that. May I have your name first?"
+ASK_NAME_FIRST = "I can help with that. May I have your name first?"
 ASK_SPELLING = "Thanks. Could you spell your name for me, letter by letter?"
 OFFER_TICKET = "Would you like me to open a ticket so a technician follows up?"
 GLAD_IT_WORKED = "Great, I'm glad that worked. " + ANYTHING_ELSE

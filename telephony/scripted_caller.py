@@ -15,10 +15,10 @@ The caller opens with ``opening`` after the greeting, then answers by what the a
 its name when asked for a name (spelled out when asked to spell it), ``callback`` when asked for
 a number to call back on, the next of ``steps`` after "did that work?" (then ``after_steps`` when
 they run out), ``ticket_offer`` when offered a ticket, ``anything_else`` to "anything else?" (and
-then hangs up). A question that checks what the problem is ("is this about: VPN won't
-connect?") is answered yes when it names the caller's problem (the scenario's runbook's title), else the
-caller says no and tells the problem again.
-Anything else the agent says gets the next step line, or ``after_steps``.
+then hangs up), its ``opening`` again when asked to tell the problem again. A question that
+checks what the problem is ("is this about: VPN won't connect?") is answered yes when it names
+the caller's problem (the title of the scenario's runbook), else the caller says no and tells
+the problem again. Anything else the agent says gets the next step line, or ``after_steps``.
 
 The caller decides from the agent's words (as the call records store them), never from its own
 expectations, so a misunderstanding shows in the call the way it would with a person.
@@ -150,7 +150,12 @@ _NAME = re.compile(
     r"your (first|last|full) name|your surname)\b"
 )
 _NUMBER = re.compile(
-    r"\b(number|reach you|call you back|contact you)\b.*\?|\bcall ?back (number|on)\b"
+    r"\b(what's|what is|which|your|a good|the best|best) (phone |callback |contact |mobile )?"
+    r"number\b|\bnumber (to|where|i can|we can)\b"
+)
+_RETELL = re.compile(
+    r"\b(tell|describe|explain|say)\b[^?]*\b(the|your) problem\b|\bproblem again\b|"
+    r"\bwhat (can|else can) i help you with\b|\bwhat('s| is) (the problem|going on)\b"
 )
 _TICKET_NUMBER = re.compile(r"\bticket number\b|\bnumber of (the|your) ticket\b")
 _DID_IT_WORK = re.compile(
@@ -255,6 +260,8 @@ def next_line(
             line = speakable_number(persona.callback)
         elif _TICKET_OFFER.search(question):
             line = persona.ticket_offer
+        elif _RETELL.search(question):
+            line = persona.opening  # asked to tell the problem again: the caller repeats it
         elif _CONFIRM.search(question):
             yes = names_my_problem(question, problem)
             line = "Yes, that's right." if yes else f"No. {persona.opening}"

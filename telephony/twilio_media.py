@@ -122,7 +122,7 @@ async def handle_media_stream(
         FastAPIWebsocketParams(
             audio_in_enabled=True,
             audio_out_enabled=True,
-            audio_in_filter=AutoGainFilter(),
+            audio_in_filter=AutoGainFilter(noise_floor_dbfs=settings.audio_noise_floor_dbfs),
             add_wav_header=False,
             serializer=serializer,
             audio_out_end_silence_secs=0,

@@ -64,7 +64,9 @@ def webrtc_router(settings: Settings) -> APIRouter:
                 params=TransportParams(
                     audio_in_enabled=True,
                     audio_out_enabled=True,
-                    audio_in_filter=AutoGainFilter(),
+                    audio_in_filter=AutoGainFilter(
+                        noise_floor_dbfs=settings.audio_noise_floor_dbfs
+                    ),
                     audio_out_end_silence_secs=0,
                 ),
             )

@@ -17,6 +17,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.conftest import CLEAN, TELEPHONY, gold_transcripts
 from voice_agent.audio import AudioDecodeError, decode_audio_file, write_wav
+from voice_agent.auto_gain import AutoGainFilter
 from voice_agent.stt import (
     Transcript,
     TurnConfidence,
@@ -24,7 +25,6 @@ from voice_agent.stt import (
     _after_prefix,
     collapse_repetitions,
     recognition_prompt,
-    with_noise_floor,
 )
 
 
@@ -173,13 +173,22 @@ def test_whisper_reads_the_callers_words_after_the_agents_question():
     assert recognition_prompt([*messages, {"role": "user", "content": "Hello?"}], "") is None
 
 
-def test_the_noise_floor_is_quiet_steady_and_the_same_for_the_same_audio():
-    silence = np.zeros(16000, dtype=np.float32)
-    floor = with_noise_floor(silence, -60.0)
-    rms_db = 20 * np.log10(np.sqrt(np.mean(floor**2)))
-    assert -61 < rms_db < -59 and floor.dtype == np.float32
-    assert np.array_equal(floor, with_noise_floor(silence, -60.0))  # a call decodes the same way
-    assert with_noise_floor(silence, None) is silence
+async def test_the_input_filter_lays_a_quiet_steady_noise_floor_under_digital_silence():
+    """A phone line's silence is exact zeros; the caller's audio leaves the transport with a
+    -60 dBFS floor under it (the same for the same audio), so the VAD and Whisper hear a line."""
+
+    async def through(filter_, pcm: np.ndarray) -> np.ndarray:
+        await filter_.start(16000)
+        data = pcm.astype("<i2").tobytes()
+        out = b"".join([await filter_.filter(data[i : i + 640]) for i in range(0, len(data), 640)])
+        return np.frombuffer(out, dtype="<i2").astype(np.float64)
+
+    silence = np.zeros(16000, dtype=np.int16)
+    floor = await through(AutoGainFilter(), silence)
+    rms_db = 20 * np.log10(np.sqrt(np.mean(floor**2)) / 32768)
+    assert -61.5 < rms_db < -58.5
+    assert np.array_equal(floor, await through(AutoGainFilter(), silence))
+    assert not (await through(AutoGainFilter(noise_floor_dbfs=None), silence)).any()
 
 
 def test_the_confidence_of_a_turn_is_its_least_sure_transcript():

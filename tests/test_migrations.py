@@ -144,7 +144,9 @@ def test_downgrade_to_0001_and_back_keeps_calls_and_turns(any_database_url):
     understood = {"act": "problem", "confidence": 0.8, "by": "model", "heard_logprob": -0.4}
     store.add_turn(
         call_id,
-        TurnRecord(index=0, user_text="printer jam", bot_text="Open tray 2.", understood=understood),
+        TurnRecord(
+            index=0, user_text="printer jam", bot_text="Open tray 2.", understood=understood
+        ),
     )
     assert store.get_call(call_id)["turns"][0]["understood"] == understood
     migrations.downgrade(store.engine, "0001")

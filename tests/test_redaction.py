@@ -189,4 +189,6 @@ def test_a_ticket_number_read_back_stays_readable_while_phone_numbers_go():
     stored = redact(said)
     assert "I N C 0 0 0 0 0 1 2" in stored
     assert "[phone]" in stored and "5 5 5 0 1 4 2" not in stored
-    assert redact("It's INC 0000012, call me on 555 0142.") == "It's INC 0000012, call me on [phone]."
+    assert (
+        redact("It's INC 0000012, call me on 555 0142.") == "It's INC 0000012, call me on [phone]."
+    )

@@ -150,11 +150,19 @@ def test_a_stored_call_is_graded_against_the_scenario(vpn):
         "status": "completed",
         "turns": [
             {"kind": "greeting", "stages": {"first_audio_out": 1.0}, "bot_text": "Hi."},
-            {"kind": "reply", "stages": {"speech_start": 10.5}, "user_text": "Hey, Angela Ruiz "
-             "here. The VPN keeps failing.", "bot_text": "Okay. Let's start.", "citations":
-             [citation]},  # fmt: skip
-            {"kind": "reply", "stages": {"speech_start": 20.5}, "user_text": "Okay, it connects "
-             "now.", "bot_text": "Great."},  # fmt: skip
+            {
+                "kind": "reply",
+                "stages": {"speech_start": 10.5},
+                "user_text": "Hey, Angela Ruiz here. The VPN keeps failing.",
+                "bot_text": "Okay. Let's start.",
+                "citations": [citation],
+            },  # fmt: skip
+            {
+                "kind": "reply",
+                "stages": {"speech_start": 20.5},
+                "user_text": "Okay, it connects now.",
+                "bot_text": "Great.",
+            },  # fmt: skip
         ],
     }
     result = grade(vpn, dialled, call, ["", "Okay. Let's start."], redact=lambda t: t)

@@ -46,8 +46,10 @@ def classifier(tmp_path_factory) -> DialogueActClassifier:
         ("No thanks.", "no"),
         ("Sorry, can you say that again?", "repeat"),
         ("My maybe hand won't connect.", "problem"),
-        ("Hi, I opened a ticket yesterday about my monitor. Can you tell me what's happening?",
-         "ticket_status"),
+        (
+            "Hi, I opened a ticket yesterday about my monitor. Can you tell me what's happening?",
+            "ticket_status",
+        ),
     ],
 )
 def test_a_callers_turn_is_understood_from_what_whisper_wrote(classifier, said, act):

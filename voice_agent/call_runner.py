@@ -138,6 +138,7 @@ async def run_call(
         on_transcript=heard.add,
         # Whisper reads the caller's words as the answer to what the agent just said
         prompt=lambda: recognition_prompt(context.get_messages(), engines.stt.vocabulary),
+        noise_floor_dbfs=settings.audio_noise_floor_dbfs,
     )
     note = TurnNote()
     llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), note)

@@ -76,7 +76,6 @@ class Engines:
             cpu_threads=settings.stt_cpu_threads,
             language=settings.stt_language,
             beam_size=settings.stt_beam_size,
-            noise_floor_dbfs=settings.stt_noise_floor_dbfs,
         )
         tts = PiperEngine(tts_path, use_cuda=settings.tts_use_cuda)
         tts.remember(ACKNOWLEDGEMENTS)
@@ -120,7 +119,9 @@ def open_knowledge(settings: Settings) -> HybridRetriever | None:
         if paths:
             report = store.ingest(paths)
             counts = ", ".join(f"{n} {what}" for what, n in report.counts().items())
-            logger.info(f"runbooks: {store.article_count()} articles, {len(store)} passages ({counts})")
+            logger.info(
+                f"runbooks: {store.article_count()} articles, {len(store)} passages ({counts})"
+            )
             for skipped in report.skipped:
                 logger.warning(
                     f"runbook skipped: {skipped.path}: {skipped.reason} {skipped.detail}"

@@ -100,7 +100,6 @@ class ReplyGuard:
         return out.rstrip()
 
 
-
 async def guarded_chunks(stream):
     """An OpenAI-compatible chunk stream with its text passed through a :class:`ReplyGuard`;
     tool calls and usage pass unchanged."""

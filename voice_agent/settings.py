@@ -52,13 +52,6 @@ class Settings(BaseSettings):
         default=5,
         description="beam search width (5: 3-4 WER points better on phone speech than greedy)",
     )
-    stt_noise_floor_dbfs: float | None = Field(
-        default=-60.0,
-        description=(
-            "a steady white-noise floor added before decoding, at this level (dBFS RMS); "
-            "phone lines deliver digital silence, which Whisper decodes worse; null: off"
-        ),
-    )
     stt_vocabulary: bool = Field(
         default=True,
         description=(
@@ -97,6 +90,14 @@ class Settings(BaseSettings):
     # Turn-taking
     vad_confidence: float = 0.7
     vad_start_secs: float = 0.2
+    audio_noise_floor_dbfs: float | None = Field(
+        default=-60.0,
+        description=(
+            "a steady white-noise floor under the caller's audio (dBFS RMS), as it enters any "
+            "transport: digital silence on a phone line left short answers unheard by the VAD "
+            "and decoded worse by Whisper; null: off"
+        ),
+    )
     vad_stop_secs: float = 0.2
     smart_turn: bool = True
     turn_max_silence_secs: float = 1.5

@@ -32,6 +32,7 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
 from voice_agent.audio import int16_bytes_to_float
+from voice_agent.auto_gain import noise_floor
 
 STT_SAMPLE_RATE = 16000
 _MAX_TOKENS_PER_WINDOW = 200  # a 30 s window of fast speech is ~150 tokens
@@ -88,7 +89,6 @@ class WhisperEngine:
         language: str = "en",
         beam_size: int = 1,
         vocabulary: str = "",
-        noise_floor_dbfs: float | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -98,7 +98,6 @@ class WhisperEngine:
         # words this deployment expects (runbook titles and tags, the taxonomy): Whisper is
         # told them as earlier text of the conversation, so "VPN" beats "maybe hand"
         self.vocabulary = vocabulary
-        self.noise_floor_dbfs = noise_floor_dbfs
         started = time.perf_counter()
         self._model = WhisperModel(
             str(self.model_dir),
@@ -129,7 +128,6 @@ class WhisperEngine:
         audio_secs = len(audio) / STT_SAMPLE_RATE
         if audio_secs < 0.1:
             return Transcript("", audio_secs, 0.0)
-        audio = with_noise_floor(audio, self.noise_floor_dbfs)
         with self._lock:
             segments, _info = self._model.transcribe(
                 audio,
@@ -216,22 +214,6 @@ def recognition_prompt(messages: list, vocabulary: str) -> str | None:
     return said
 
 
-def with_noise_floor(audio: np.ndarray, dbfs: float | None) -> np.ndarray:
-    """The audio with a steady, quiet noise floor (white noise at ``dbfs`` RMS; None: as is).
-
-    A phone line delivers digital silence between words (mu-law 0xFF decodes to exact zeros),
-    and pipecat pads each segment with more; Whisper, trained on recordings that always carry
-    some room or line noise, decodes such audio worse. Measured offline on the dev scenario
-    callers (espeak-ng voices through an 8 kHz line, beam 5, the agent's question as prompt,
-    133 answers): WER 0.352 without, 0.296 with a -60 dBFS floor. The noise is the same for the
-    same audio (a fixed seed), so a call decodes the same way every time."""
-    if dbfs is None or len(audio) == 0:
-        return audio
-    rng = np.random.default_rng(len(audio))
-    noise = rng.standard_normal(len(audio)).astype(np.float32) * np.float32(10 ** (dbfs / 20))
-    return (np.asarray(audio, dtype=np.float32) + noise).astype(np.float32)
-
-
 def _after_prefix(text: str, prefix: str) -> str:
     """What Whisper wrote after the forced ``prefix`` (its output repeats the prefix).
 
@@ -295,6 +277,7 @@ class WhisperSTTService(SegmentedSTTService):
         on_empty_transcript=None,
         on_transcript: Callable[[Transcript], None] | None = None,
         prompt: Callable[[], str | None] | None = None,
+        noise_floor_dbfs: float | None = None,
         max_unpushed_secs: float = 20.0,
         context_secs: float = 3.0,
         max_context_secs: float = 8.0,
@@ -313,6 +296,9 @@ class WhisperSTTService(SegmentedSTTService):
         self._on_empty_transcript = on_empty_transcript
         self._on_transcript = on_transcript
         self._prompt = prompt
+        # the padding after a segment sounds like the line before it (the transport's floor)
+        self._noise_dbfs = noise_floor_dbfs
+        self._padding_rng = np.random.default_rng(1)
         self._max_unpushed_bytes = int(max_unpushed_secs * STT_SAMPLE_RATE) * 2
         self._unpushed = bytearray()  # caller audio not yet covered by a pushed transcript
         self._turn_has_text = False
@@ -357,6 +343,13 @@ class WhisperSTTService(SegmentedSTTService):
             await STTService.push_frame(self, frame, direction)
             return
         await super().push_frame(frame, direction)
+
+    def _trailing_silence(self) -> bytes:
+        silence = super()._trailing_silence()
+        if self._noise_dbfs is None or not silence:
+            return silence
+        noise = noise_floor(len(silence) // 2, self._noise_dbfs, self._padding_rng)
+        return np.clip(noise, -32768, 32767).astype("<i2").tobytes()
 
     def _context(self) -> tuple[bytes, str]:
         gap = self._piece_started_at - self._context_at

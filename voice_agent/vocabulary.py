@@ -29,7 +29,8 @@ _ORDINARY_CAPITALISED = set(
     Lost Use Set Get Fix Add Reset Request Requests Access Error Errors Steps Step Symptoms Before
     After If Or And For With From To In On At Of By Is Are Do Does Don't Doesn't It Its This That
     Company Office Windows Microsoft Email Mail Password Printer Phone Laptop Computer Help Desk
-    Helpdesk Support Account Sign Log Start Open Close Keeps Stuck Slow Missing Working Not""".split()
+    Helpdesk Support Account Sign Log Start Open Close Keeps Stuck Slow Missing Working
+    Not""".split()
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +32,33 @@ _err = Console(stderr=True)
 
 @bench_app.callback()
 def _bench() -> None:
-    """Benchmarks: turn latency as callers hear it."""
+    """Benchmarks: turn latency and scripted calls, as callers hear them."""
+
+
+def _progress(message: str) -> None:
+    _err.print(message, style="dim", markup=False, highlight=False)
+
+
+def _quiet_server_logs() -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")  # the server's INFO lines would bury the report
+
+
+def _report_or_exit(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The bench's report; a :class:`BenchError` becomes its message and exit code."""
+    try:
+        return run()
+    except BenchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(e.code) from e
+
+
+def _save(report: dict[str, Any], out_json: Path | None) -> None:
+    if out_json is not None:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(report, indent=2))
 
 
 def parse_levels(text: str) -> list[int]:
@@ -139,13 +166,10 @@ def latency(
     config: ConfigOpt = None,
 ) -> None:
     """Play real caller speech through the server; report p50/p95 per stage and at the edge."""
-    from loguru import logger
-
     from voice_agent.bench.chart import write_chart
 
     settings = _settings(config)
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")  # the server's INFO lines would bury the report
+    _quiet_server_logs()
     levels = parse_levels(concurrency)
     turns = turns_per_call
     if quick:
@@ -164,20 +188,11 @@ def latency(
         reply_timeout_secs=reply_timeout,
     )
 
-    def progress(message: str) -> None:
-        _err.print(message, style="dim", markup=False, highlight=False)
-
-    try:
-        report = asyncio.run(run_bench(settings, bench, progress=progress))
-    except BenchError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(e.code) from e
+    report = _report_or_exit(lambda: asyncio.run(run_bench(settings, bench, progress=_progress)))
     chart_path = chart or settings.data_dir / "bench" / "latency.png"
     title = f"{report['machine']['cpu']} ({report['machine']['cores']} cores), {transport}"
     report["chart"] = str(write_chart(report["levels"], chart_path, title=title))
-    if out_json is not None:
-        out_json.parent.mkdir(parents=True, exist_ok=True)
-        out_json.write_text(json.dumps(report, indent=2))
+    _save(report, out_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -221,8 +236,9 @@ def print_scenarios_report(report: dict[str, Any], console: Console = _out) -> N
         )
     if summary["same_ending_across_runs"] is not None:
         console.print(
-            f"same ending in every run: {summary['same_ending_across_runs']}/"
-            f"{summary['scenarios']} scenarios"
+            f"the same in every run: outcome {summary['same_outcome_across_runs']}/"
+            f"{summary['scenarios']} scenarios; category, priority, runbook and outcome "
+            f"{summary['same_ending_across_runs']}/{summary['scenarios']}"
         )
     wer = summary["wer"]
     console.print(
@@ -246,7 +262,9 @@ def print_scenarios_report(report: dict[str, Any], console: Console = _out) -> N
 def scenarios(
     file: Annotated[
         Path | None,
-        typer.Option("--file", help="Scenarios, JSON lines (default ../shared/eval/scenarios_dev.jsonl)"),
+        typer.Option(
+            "--file", help="Scenarios, JSON lines (default ../shared/eval/scenarios_dev.jsonl)"
+        ),
     ] = None,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Play only this scenario id (repeatable)")
@@ -266,14 +284,11 @@ def scenarios(
     reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 45.0,
     config: ConfigOpt = None,
 ) -> None:
-    """Play scripted helpdesk calls over the Twilio protocol and grade them from the call records."""
-    from loguru import logger
-
+    """Play scripted helpdesk calls over the Twilio protocol; grade them from the call records."""
     from voice_agent.bench.scenarios import DEFAULT_SCENARIOS, ScenarioBenchConfig, run_scenarios
 
     settings = _settings(config)
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    _quiet_server_logs()
     bench = ScenarioBenchConfig(
         scenarios_file=file or DEFAULT_SCENARIOS,
         only=only or None,
@@ -284,17 +299,10 @@ def scenarios(
         reply_timeout_secs=reply_timeout,
     )
 
-    def progress(message: str) -> None:
-        _err.print(message, style="dim", markup=False, highlight=False)
-
-    try:
-        report = asyncio.run(run_scenarios(settings, bench, progress=progress))
-    except BenchError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(e.code) from e
-    if out_json is not None:
-        out_json.parent.mkdir(parents=True, exist_ok=True)
-        out_json.write_text(json.dumps(report, indent=2))
+    report = _report_or_exit(
+        lambda: asyncio.run(run_scenarios(settings, bench, progress=_progress))
+    )
+    _save(report, out_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -308,7 +316,9 @@ def scenarios(
 def stt(
     sets: Annotated[
         list[str] | None,
-        typer.Option("--set", help="phone (68 real 8 kHz turns), scenarios (espeak-ng callers), clean"),
+        typer.Option(
+            "--set", help="phone (68 real 8 kHz turns), scenarios (espeak-ng callers), clean"
+        ),
     ] = None,
     variant: Annotated[
         list[str] | None,
@@ -325,32 +335,21 @@ def stt(
     config: ConfigOpt = None,
 ) -> None:
     """Word error rate and decode time of the speech-to-text engine on caller speech, offline."""
-    from loguru import logger
-
     from voice_agent.bench.stt import SETS, run_stt_bench, summary_lines
 
     settings = _settings(config)
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    _quiet_server_logs()
     chosen = sets or ["phone", "scenarios"]
     unknown = sorted(set(chosen) - set(SETS))
     if unknown:
-        typer.echo(f"error: unknown set {', '.join(unknown)}: choose from {', '.join(SETS)}", err=True)
-        raise typer.Exit(2)
-    try:
-        report = run_stt_bench(
-            settings,
-            chosen,
-            variant or [],
-            scenarios=file,
-            progress=lambda m: _err.print(m, style="dim", markup=False, highlight=False),
+        typer.echo(
+            f"error: unknown set {', '.join(unknown)}: choose from {', '.join(SETS)}", err=True
         )
-    except BenchError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(e.code) from e
-    if out_json is not None:
-        out_json.parent.mkdir(parents=True, exist_ok=True)
-        out_json.write_text(json.dumps(report, indent=2))
+        raise typer.Exit(2)
+    report = _report_or_exit(
+        lambda: run_stt_bench(settings, chosen, variant or [], scenarios=file, progress=_progress)
+    )
+    _save(report, out_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

@@ -55,7 +55,9 @@ from voice_agent.bench.machine import machine_info, models_summary, redact_url
 from voice_agent.bench.wer import score
 from voice_agent.settings import Settings
 
-DEFAULT_SCENARIOS = Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "scenarios_dev.jsonl"
+DEFAULT_SCENARIOS = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "scenarios_dev.jsonl"
+)
 GRADES = ("category", "priority", "runbook", "outcome", "name", "answered")
 FULLY_RIGHT = ("category", "priority", "runbook", "outcome", "answered")
 OUTCOME_RECORDED = {  # expected outcome -> the call-record outcomes that satisfy it
@@ -276,20 +278,28 @@ def summarize(results: list[ScenarioResult]) -> dict[str, Any]:
             **{g: sum(r.grades.get(g, False) for r in these) for g in GRADES},
             "fully_right": sum(r.fully_right for r in these),
         }
-    same = None
+    same = same_outcome = None
     if len(runs) > 1:
-        by_scenario: dict[str, set] = {}
+        endings: dict[str, set] = {}
+        outcomes: dict[str, set] = {}
         for r in results:
-            by_scenario.setdefault(r.scenario, set()).add(r.ending())
-        same = sum(1 for endings in by_scenario.values() if len(endings) == 1)
+            endings.setdefault(r.scenario, set()).add(r.ending())
+            outcomes.setdefault(r.scenario, set()).add(r.got.get("outcome"))
+        same = sum(1 for e in endings.values() if len(e) == 1)
+        same_outcome = sum(1 for o in outcomes.values() if len(o) == 1)
     return {
         "calls": len(results),
         "runs": per_run,
-        "same_ending_across_runs": same,
+        "same_ending_across_runs": same,  # category, priority, runbook and outcome
+        "same_outcome_across_runs": same_outcome,
         "scenarios": len({r.scenario for r in results}),
         "wer": wer.as_dict(),
         "caller_turns": len(turns),
-        "first_audio": {"p50": percentile(first, 50), "p95": percentile(first, 95), "n": len(first)},
+        "first_audio": {
+            "p50": percentile(first, 50),
+            "p95": percentile(first, 95),
+            "n": len(first),
+        },
         "answer_audio": {
             "p50": percentile(answer, 50),
             "p95": percentile(answer, 95),
@@ -400,7 +410,9 @@ async def run_scenarios(
         if database_url is None:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-scenarios-"))
             database_url = f"sqlite:///{tmp}/calls.db"
-        store = CallStore(database_url, redact_kinds=settings.redact_kinds if settings.redact_pii else None)
+        store = CallStore(
+            database_url, redact_kinds=settings.redact_kinds if settings.redact_pii else None
+        )
         stack.callback(store.engine.dispose)
         notes += seed_tickets(store, scenarios)
         url = config.url
@@ -418,7 +430,9 @@ async def run_scenarios(
         for run in range(1, config.runs + 1):
             for scenario in scenarios:
                 progress(f"run {run}: {scenario.id} ({scenario.voice})...")
-                title = titles.get(scenario.expect.runbook) if scenario.expect.runbook != "-" else "-"
+                title = (
+                    titles.get(scenario.expect.runbook) if scenario.expect.runbook != "-" else "-"
+                )
                 caller = ScenarioCaller(scenario, audio[scenario.id], agent_said, title)
                 dialled = await dial(
                     url,
@@ -428,9 +442,7 @@ async def run_scenarios(
                     greeting_timeout_secs=config.greeting_timeout_secs,
                 )
                 call = await _closed_call(store, dialled.call_sid)
-                result = grade(
-                    scenario, dialled, call, caller.heard, redact=store.redact, run=run
-                )
+                result = grade(scenario, dialled, call, caller.heard, redact=store.redact, run=run)
                 results.append(result)
                 progress(_one_line(result))
         wall = time.monotonic() - started

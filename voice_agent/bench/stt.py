@@ -41,7 +41,8 @@ class Utterance:
     set: str
     source: str
     reference: str
-    audio: np.ndarray  # float32, 16 kHz, as the STT service receives it
+    samples: np.ndarray  # int16 as the line delivers it
+    rate: int  # 8000 for phone audio, 16000 for the clean clips
     answers: str | None = None  # what the agent said just before (the recognition prompt)
 
 
@@ -65,23 +66,24 @@ LEAD_SECS = 0.8  # a call's segment starts with the silence kept before the VAD 
 TAIL_SECS = 0.7  # and ends with the VAD's stop delay plus the silence the STT service appends
 
 
-def phone_to_stt(samples_8k: np.ndarray) -> np.ndarray:
-    """8 kHz int16 phone audio as the STT service gets it on a call: silence around it (pipecat
-    keeps up to a second before the VAD's start and pads the end), auto-gain, 16 kHz float."""
-    samples_8k = np.concatenate(
-        [
-            np.zeros(int(LEAD_SECS * 8000), np.int16),
-            np.asarray(samples_8k, dtype=np.int16),
-            np.zeros(int(TAIL_SECS * 8000), np.int16),
-        ]
-    )
+def as_heard(samples: np.ndarray, rate: int, noise_floor_dbfs: float | None) -> np.ndarray:
+    """Audio as the STT service gets it on a call: silence around it (pipecat keeps up to a
+    second before the VAD's start and pads the end), resampled to 16 kHz, through the
+    transports' input filter (auto-gain, noise floor), as float32."""
     from voice_agent.audio import resample_int16
     from voice_agent.auto_gain import AutoGainFilter
 
-    pcm = resample_int16(np.asarray(samples_8k, dtype=np.int16), 8000, 16000)
+    padded = np.concatenate(
+        [
+            np.zeros(int(LEAD_SECS * rate), np.int16),
+            np.asarray(samples, dtype=np.int16),
+            np.zeros(int(TAIL_SECS * rate), np.int16),
+        ]
+    )
+    pcm = resample_int16(padded, rate, 16000)
 
     async def lift() -> bytes:
-        agc = AutoGainFilter()
+        agc = AutoGainFilter(noise_floor_dbfs=noise_floor_dbfs)
         await agc.start(16000)
         data = pcm.astype("<i2").tobytes()
         out = bytearray()
@@ -123,9 +125,10 @@ def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None
             try:
                 voice = CallerVoice(scenario.voice)
                 for i, (kind, line) in enumerate(caller_lines(scenario.caller)):
-                    audio = phone_to_stt(voice.say(line))
                     source = f"{scenario.id}.{i}.{kind}"
-                    out.append(Utterance(name, source, line, audio, agent_question(kind)))
+                    out.append(
+                        Utterance(name, source, line, voice.say(line), 8000, agent_question(kind))
+                    )
             except CallerVoiceError as e:
                 raise BenchError(f"scenario {scenario.id}: {e}") from e
         return out
@@ -137,19 +140,16 @@ def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None
     for key, text in sorted(references.items()):
         if not key.startswith(folder + "/"):
             continue
-        path = speech_dir / key
-        if name == "phone":
-            audio = phone_to_stt(decode_audio_file(path, 8000).samples)
-        else:
-            audio = decode_audio_file(path, 16000).samples.astype(np.float32) / 32768.0
-        out.append(Utterance(name, key, text, audio))
+        rate = 8000 if name == "phone" else 16000
+        samples = decode_audio_file(speech_dir / key, rate).samples
+        out.append(Utterance(name, key, text, samples, rate))
     if not out:
         raise BenchError(f"no {name} utterances under {speech_dir}")
     return out
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-    """ ``"beam=5 vocabulary=off"`` -> ``{"beam": 5, "vocabulary": "off"}``."""
+    """``"beam=5 vocabulary=off"`` -> ``{"beam": 5, "vocabulary": "off"}``."""
     out: dict[str, Any] = {}
     for part in text.replace(",", " ").split():
         key, sep, value = part.partition("=")
@@ -160,20 +160,26 @@ def parse_variant(text: str) -> dict[str, Any]:
         try:
             out[key] = VARIANT_KEYS[key](value)
         except ValueError as e:
-            raise BenchError(f"variant {text!r}: {key} must be a {VARIANT_KEYS[key].__name__}") from e
+            raise BenchError(
+                f"variant {text!r}: {key} must be a {VARIANT_KEYS[key].__name__}"
+            ) from e
     for key in ("vocabulary", "context"):
         if out.get(key, "on") not in ("on", "off"):
             raise BenchError(f"variant {text!r}: {key} is on or off")
     return out
 
 
-def decode_all(engine: Any, utterances: list[Utterance], *, context: bool) -> list[dict]:
-    """Each utterance decoded as a call would: after the agent's question when ``context``
-    (``voice_agent.stt.recognition_prompt``), else with the vocabulary alone."""
+def decode_all(
+    engine: Any, utterances: list[Utterance], *, context: bool, noise_floor_dbfs: float | None
+) -> list[dict]:
+    """Each utterance decoded as a call would: through the transports' input filter, after the
+    agent's question when ``context`` (``voice_agent.stt.recognition_prompt``), else with the
+    vocabulary alone."""
     rows = []
     for u in utterances:
+        audio = as_heard(u.samples, u.rate, noise_floor_dbfs)
         started = time.perf_counter()
-        result = engine.transcribe(u.audio, prompt=u.answers if context and u.answers else None)
+        result = engine.transcribe(audio, prompt=u.answers if context and u.answers else None)
         rows.append(
             {
                 "set": u.set,
@@ -181,7 +187,7 @@ def decode_all(engine: Any, utterances: list[Utterance], *, context: bool) -> li
                 "reference": u.reference,
                 "transcript": result.text,
                 "decode_secs": round(time.perf_counter() - started, 3),
-                "audio_secs": round(len(u.audio) / 16000, 2),
+                "audio_secs": round(len(audio) / 16000, 2),
                 "avg_logprob": result.avg_logprob,
                 "no_speech_prob": result.no_speech_prob,
             }
@@ -226,12 +232,12 @@ def run_stt_bench(
         engine = engines[model]
         engine.beam_size = variant.get("beam", settings.stt_beam_size)
         # noise=0 (or any value >= 0) turns the noise floor off; noise=-60 sets it
-        noise = variant.get("noise", settings.stt_noise_floor_dbfs)
-        engine.noise_floor_dbfs = noise if noise is not None and noise < 0 else None
+        noise = variant.get("noise", settings.audio_noise_floor_dbfs)
+        noise = noise if noise is not None and noise < 0 else None
         engine.vocabulary = vocabulary if variant.get("vocabulary", "on") == "on" else ""
         progress(f"decoding {len(utterances)} utterances ({text or 'default'})...")
         context = variant.get("context", "on") == "on"
-        rows = decode_all(engine, utterances, context=context)
+        rows = decode_all(engine, utterances, context=context, noise_floor_dbfs=noise)
         per_set = {}
         for name in sets:
             these = [r for r in rows if r["set"] == name]
@@ -248,7 +254,7 @@ def run_stt_bench(
                 "beam": engine.beam_size,
                 "vocabulary": bool(engine.vocabulary),
                 "context": context,
-                "noise_floor_dbfs": engine.noise_floor_dbfs,
+                "noise_floor_dbfs": noise,
                 "sets": per_set,
                 "utterances": rows,
             }

@@ -30,8 +30,10 @@ _DEVICE = r"(laptop|phone|mobile|iphone|device|ipad|cell ?phone|computer|noteboo
 _LEFT_BEHIND = (
     r"\b(left|forgot|dropped) (my |the |a |our )?(work |company )?" + _DEVICE + r" (on|in|at) "
     r"(the |a )?(train|bus|taxi|cab|plane|flight|airport|car|restaurant|bar|cafe|hotel|station)"
-    r"|\b(someone|somebody) (took|has taken|nicked|grabbed) (my |the )?(work )?" + _DEVICE
-    + r"|\bcan'?t find (my |the )?(work |company )?" + _DEVICE
+    r"|\b(someone|somebody) (took|has taken|nicked|grabbed) (my |the )?(work )?"
+    + _DEVICE
+    + r"|\bcan'?t find (my |the )?(work |company )?"
+    + _DEVICE
 )
 # a security incident in progress, whatever the words: credentials given away, malware run
 _CREDENTIALS_GIVEN = (
@@ -295,7 +297,9 @@ def security_incident(text: str) -> str | None:
         text,
         re.I,
     )
-    malware = re.search(r"\bvirus|malware|trojan|ransomware|infected|\bhack(ed|er|ing)?\b", text, re.I)
+    malware = re.search(
+        r"\bvirus|malware|trojan|ransomware|infected|\bhack(ed|er|ing)?\b", text, re.I
+    )
     lured = (
         re.search(r"\bclicked\b", text, re.I)
         and re.search(r"link|e-?mail|message|pop-?up|button|attachment|text", text, re.I)
@@ -316,6 +320,8 @@ def security_incident(text: str) -> str | None:
     if _LOST_DEVICE.search(text):
         return "lost_device"
     return None
+
+
 _NON_CRITICAL_MULTI = ("printer", "network_wifi")
 _PRIMARY_SYSTEM_BLOCK = _rx(
     r"pass ?word|passwort|\bunlock|\blocked|lock(ed)? ?out|lockout|expired|reset",
@@ -427,7 +433,9 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
     if category == "phone":
         if re.search(r"soft ?phone|telephony_software", text, re.I) and (
             _BLOCKED.search(text)
-            or re.search(r"\b(no one|nobody|unable to|can'?t|cannot|not able to) (can )?hear", text, re.I)
+            or re.search(
+                r"\b(no one|nobody|unable to|can'?t|cannot|not able to) (can )?hear", text, re.I
+            )
         ):
             return "P2", "softphone_unusable"
         if _REQUEST.search(text):
