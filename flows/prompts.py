@@ -133,7 +133,6 @@ ASK_NAME_FOR_TICKET = "I'll open a ticket for that. May I have your name first?"
 ASK_NAME_FOR_STATUS = "Sure, I can check that. May I have your name first?"
 ASK_NAME_FIRST = "I can help with that. May I have your name first?"
 ASK_SPELLING = "Thanks. Could you spell your name for me, letter by letter?"
-OFFER_TICKET = "Would you like me to open a ticket so a technician follows up?"
 GLAD_IT_WORKED = "Great, I'm glad that worked. " + ANYTHING_ELSE
 
 
