@@ -261,7 +261,7 @@ class HelpdeskConversation:
             state["clarified"] = True
             state.setdefault("checked_runbooks", []).append(walk.hit.article_path)
             state["awaiting"] = "confirm_problem"
-            return Reply(say=prompts.confirm_problem(walk.hit.title))
+            return Reply(say=prompts.confirm_problem(walk.hit.title, unclear_line=unsure))
         if walk is not None and sure:
             return await self._call(f.begin_walk, {})
         state.pop("candidate", None)

@@ -99,8 +99,12 @@ REOFFER_TICKET = "Sorry, should I open a ticket for a technician? A yes or no is
 
 
 # When the agent is unsure what it heard: ask once, naturally, before acting on it.
-def confirm_problem(title: str) -> str:
-    return f"Sorry, the line is a bit unclear. Is this about: {spoken_title(title)}?"
+def confirm_problem(title: str, *, unclear_line: bool = True) -> str:
+    """One question before the first step of a runbook the agent is not sure of; the line is
+    blamed only when the words were hard to make out."""
+    lead = "Sorry, the line is a bit unclear." if unclear_line else "Just to be sure,"
+    ask = "Is this" if unclear_line else "is this"
+    return f"{lead} {ask} about: {spoken_title(title)}?"
 
 
 SAY_AGAIN = "Sorry, the line is a bit unclear. Could you tell me the problem again in a few words?"

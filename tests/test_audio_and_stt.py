@@ -24,6 +24,7 @@ from voice_agent.stt import (
     WhisperSTTService,
     _after_prefix,
     collapse_repetitions,
+    echoes_prompt,
     recognition_prompt,
 )
 
@@ -171,6 +172,23 @@ def test_whisper_reads_the_callers_words_after_the_agents_question():
     assert prompt.endswith(offer) and len(prompt) <= 200
     # the caller is speaking again before the agent answered: nothing new to read it against
     assert recognition_prompt([*messages, {"role": "user", "content": "Hello?"}], "") is None
+
+
+@pytest.mark.parametrize(
+    "heard, echo",
+    [  # what Whisper wrote for espeak-ng callers spelling their name over an 8 kHz line
+        ("Can you spell your name for me, letter by letter, letter by letter?", True),
+        ("Lucy, spell your name for me, letter by letter. See you more radio.", True),
+        ("Hi, Moon. Hi, Moon. And log. C-H-L-R-K-E.", False),
+        ("Yes, please open a ticket for me.", False),  # the caller's own words, not an echo
+    ],
+)
+def test_a_transcript_that_writes_the_prompt_back_is_recognised(heard, echo):
+    """On audio it cannot make out, Whisper may write its prompt back as the caller's words;
+    such a transcript is decoded again without the prompt."""
+    asked = "Thanks. Could you spell your name for me, letter by letter?"
+    assert echoes_prompt(heard, asked) is echo
+    assert not echoes_prompt(heard, "Would you like me to open a ticket?")
 
 
 async def test_the_input_filter_lays_a_quiet_steady_noise_floor_under_digital_silence():

@@ -161,8 +161,10 @@ async def test_a_model_failure_mid_turn_is_heard_as_a_fallback_and_recorded(
             turn_note=turn_note,
         )
 
+    # small talk: the one kind of turn the model answers in its own words
+    said = synthesize_utterances(["Hello, can you hear me?"], small_engines, tmp_path / "caller")
     report = await simulate_call(
-        [CLIPS[1]], engines=small_engines, store=store, out_dir=tmp_path, make_llm=failing
+        said, engines=small_engines, store=store, out_dir=tmp_path, make_llm=failing
     )
     turn = report["turns"][0]
     assert report["status"] == "completed"
@@ -204,7 +206,7 @@ async def test_a_sixty_second_monologue_is_transcribed_and_answered(small_engine
     report = await simulate_call([path], engines=small_engines, store=store, out_dir=tmp_path)
     turn = report["turns"][0]
     assert report["status"] == "completed"
-    assert len(turn["transcript"].split()) > 100
+    assert len(turn["transcript"].split()) > 90  # of the clips' 123 words (about 60 s of them)
     assert turn["reply"] and turn["reply_audio_secs"] > 0.3
 
 
@@ -217,8 +219,12 @@ async def test_with_the_runbooks_down_the_caller_hears_it_and_a_ticket_is_left(
         triage=small_engines.triage,
         acts=small_engines.acts,
     )  # fmt: skip
-    report = await simulate_call([CLIPS[1]], engines=engines, store=store, out_dir=tmp_path)
-    turn = report["turns"][0]
+    name = synthesize_utterances(["It's Dana Whitfield."], engines, tmp_path / "caller")
+    report = await simulate_call(
+        [CLIPS[1], *name], engines=engines, store=store, out_dir=tmp_path
+    )
+    asked, turn = report["turns"]  # the caller's name first, then the lookup that fails
+    assert asked["reply"].endswith(prompts.ASK_NAME_FIRST)
     assert report["status"] == "completed"
     assert "can't look that up right now" in turn["reply"] and "ticket number" in turn["reply"]
     assert turn["reply_audio_secs"] > 2
@@ -235,6 +241,7 @@ async def test_a_spoken_call_ends_with_a_ticket_of_the_right_category_and_priori
     said = [
         "Hi, this is Dana Whitfield. The printer on the third floor says it is offline "
         "and nothing prints.",
+        "Yes, that's right.",
         "No, it is still offline.",
         "Please just open a ticket for me.",
     ]
@@ -247,7 +254,9 @@ async def test_a_spoken_call_ends_with_a_ticket_of_the_right_category_and_priori
     assert (ticket["category"], ticket["priority"]) == ("printer", "P3")
     assert ticket["caller_name"] == "Dana Whitfield" and "offline" in ticket["summary"].lower()
     assert report["call"]["category"] == "printer" and report["call"]["outcome"] == "ticket"
-    first, second, third = report["turns"]
+    checked, first, second, third = report["turns"]
+    # two printer runbooks could fit: the agent checks which before the first step
+    assert "is this about:" in checked["reply"].lower() and "print" in checked["reply"].lower()
     assert first["reply"].rstrip().endswith("Did that work?")  # a runbook step, as written
     assert prompts.spell(ticket["number"]) in third["reply"]  # the number is read back
     stored = store.get_call(report["call_id"])

@@ -123,7 +123,7 @@ async def test_each_category_has_its_specialist_path(call, category):
     # first; or a ticket offered when no runbook covers the problem
     assert (
         reply.say.endswith("Did that work?")
-        or reply.say.startswith("Sorry, the line is a bit unclear. Is this about:")
+        or "is this about:" in reply.say.lower()
         or reply.say == prompts.NO_RUNBOOK
     )
 
@@ -145,7 +145,7 @@ async def test_no_runbook_then_a_ticket_with_the_callers_name(call):
 async def test_asking_for_a_ticket_in_the_middle_of_the_steps(call):
     reply = await call.say("Hi, I'm Dana Whitfield. The printer on the third floor is offline.")
     assert call.node == "printer_support"
-    if reply.say.startswith("Sorry, the line is a bit unclear"):
+    if "is this about:" in reply.say.lower():
         reply = await call.say("Yes, that's right.")
     assert reply.say.endswith("Did that work?")
     reply = await call.say("Yes please, just open a ticket.")
@@ -344,13 +344,13 @@ async def test_a_rejected_runbook_is_not_offered_again(call):
     reply = await call.tell(
         "I deleted a folder on the shared drive by mistake, can you restore it?"
     )
-    assert reply.say.startswith("Sorry, the line is a bit unclear. Is this about:")
+    assert "is this about:" in reply.say.lower()
     guessed = reply.say.split("about:", 1)[1]
     reply = await call.say("No.")
     assert reply.say == prompts.RETELL
     reply = await call.say("I deleted a folder and I need it back from the backup.")
     assert guessed not in (reply.say or "")
-    if reply.say.startswith("Sorry, the line is a bit unclear. Is this about:"):
+    if "is this about:" in reply.say.lower():
         reply = await call.say("No.")  # a second guess, never a third
     assert reply.say == prompts.NO_RUNBOOK  # nothing else fits: a ticket is offered
     reply = await call.say("Yes.")

@@ -197,10 +197,11 @@ class TurnRecorder(BaseObserver):
         self.turns: list[TurnRecord] = []
 
     # -- public API for the call runner ------------------------------------------------------
-    def open_bot_turn(self, kind: str, text: str) -> None:
+    async def open_bot_turn(self, kind: str, text: str) -> None:
         """The bot speaks unprompted (greeting, fallback): record it as its own turn."""
         turn = self._turn
         if turn is None or turn.kind != "reply" or "answer_audio_out" in turn.stages:
+            await self._close()  # the turn before is kept, whatever it holds
             turn = self._open(kind)
         elif turn.kind == "reply" and not turn.user_text:
             turn.kind = kind

@@ -116,7 +116,7 @@ async def run_call(
     task: PipelineWorker | None = None
 
     async def say(kind: str, text: str, *, then_end: bool = False) -> None:
-        recorder.open_bot_turn(kind, text)
+        await recorder.open_bot_turn(kind, text)
         frames = [TTSSpeakFrame(text)]
         if then_end:
             frames.append(EndFrame())

@@ -53,6 +53,26 @@ class Transcript:
     no_speech_prob: float | None = None
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    text: str
+    dropped: int
+    avg_logprob: float | None
+    no_speech_prob: float | None
+
+
+ECHO_WORDS = 5  # this many words in a row from the prompt: Whisper wrote its prompt back
+
+
+def echoes_prompt(text: str, prompt: str) -> bool:
+    """Whether ``text`` repeats a run of ``ECHO_WORDS`` words of ``prompt`` (Whisper's failure
+    mode on audio it cannot make out: "Lucy, spell your name for me, letter by letter.")."""
+    heard = [_bare(w) for w in text.split()]
+    told = [_bare(w) for w in prompt.split()]
+    runs = {tuple(told[i : i + ECHO_WORDS]) for i in range(len(told) - ECHO_WORDS + 1)}
+    return any(tuple(heard[i : i + ECHO_WORDS]) in runs for i in range(len(heard) - ECHO_WORDS + 1))
+
+
 def _bare(word: str) -> str:
     """A word as compared, whatever its case and the punctuation Whisper put around it."""
     return word.lower().strip(".,!?;:\"'")
@@ -128,6 +148,29 @@ class WhisperEngine:
         audio_secs = len(audio) / STT_SAMPLE_RATE
         if audio_secs < 0.1:
             return Transcript("", audio_secs, 0.0)
+        told = (self.vocabulary if prompt is None else prompt) or None
+        decoded = self._decode(audio, heard_before, told)
+        if told and echoes_prompt(decoded.text, told):
+            # on audio it cannot make out, Whisper may write its prompt back ("Could you spell
+            # it for me, letter by letter?" heard as the caller's answer): decode it unprompted
+            logger.debug(f"STT echoed its prompt ({decoded.text!r}): decoding without it")
+            decoded = self._decode(audio, heard_before, None)
+        text = decoded.text
+        if heard_before:
+            text = _after_prefix(text, heard_before)
+        text = collapse_repetitions(text)
+        if not _WORD_RE.search(text):
+            text = ""
+        return Transcript(
+            text,
+            audio_secs,
+            time.perf_counter() - started,
+            decoded.dropped,
+            avg_logprob=decoded.avg_logprob if text else None,
+            no_speech_prob=decoded.no_speech_prob if text else None,
+        )
+
+    def _decode(self, audio: np.ndarray, prefix: str, prompt: str | None) -> _Decoded:
         with self._lock:
             segments, _info = self._model.transcribe(
                 audio,
@@ -141,8 +184,8 @@ class WhisperEngine:
                 max_new_tokens=_MAX_TOKENS_PER_WINDOW,
                 without_timestamps=True,
                 vad_filter=False,
-                prefix=heard_before or None,
-                initial_prompt=(self.vocabulary if prompt is None else prompt) or None,
+                prefix=prefix or None,
+                initial_prompt=prompt,
             )
             kept: list[str] = []
             dropped = 0
@@ -161,19 +204,11 @@ class WhisperEngine:
                 logprob_sum += seg.avg_logprob * n
                 tokens += n
                 no_speech = max(no_speech or 0.0, seg.no_speech_prob)
-        text = " ".join(t for t in kept if t)
-        if heard_before:
-            text = _after_prefix(text, heard_before)
-        text = collapse_repetitions(text)
-        if not _WORD_RE.search(text):
-            text = ""
-        return Transcript(
-            text,
-            audio_secs,
-            time.perf_counter() - started,
+        return _Decoded(
+            " ".join(t for t in kept if t),
             dropped,
-            avg_logprob=round(logprob_sum / tokens, 3) if tokens and text else None,
-            no_speech_prob=round(no_speech, 3) if no_speech is not None and text else None,
+            round(logprob_sum / tokens, 3) if tokens else None,
+            round(no_speech, 3) if no_speech is not None else None,
         )
 
     async def transcribe_async(
