@@ -69,6 +69,11 @@ def test_repetition_loops_are_collapsed():
     looping = "I can't log in. " + "Thank you. " * 8
     assert collapse_repetitions(looping).count("Thank you.") == 3
     assert collapse_repetitions("my VPN is down") == "my VPN is down"
+    # "None of the scanners ..." over an 8 kHz line, as Whisper wrote it
+    heard = "Hi, it's Karin Walsh from the warehouse. Nonononononononononononononononononon"
+    assert collapse_repetitions(heard) == "Hi, it's Karin Walsh from the warehouse. Non"
+    for word in ("Mississippi", "bananas", "cocoa", "INC0000001", "000000000000", "hahaha"):
+        assert collapse_repetitions(word) == word
 
 
 @pytest.mark.parametrize(

@@ -220,9 +220,7 @@ async def test_with_the_runbooks_down_the_caller_hears_it_and_a_ticket_is_left(
         acts=small_engines.acts,
     )  # fmt: skip
     name = synthesize_utterances(["It's Dana Whitfield."], engines, tmp_path / "caller")
-    report = await simulate_call(
-        [CLIPS[1], *name], engines=engines, store=store, out_dir=tmp_path
-    )
+    report = await simulate_call([CLIPS[1], *name], engines=engines, store=store, out_dir=tmp_path)
     asked, turn = report["turns"]  # the caller's name first, then the lookup that fails
     assert asked["reply"].endswith(prompts.ASK_NAME_FIRST)
     assert report["status"] == "completed"

@@ -55,7 +55,13 @@ def test_the_guard_stops_once_enough_was_said():
         ("You should submit a support ticket.", False),
         ("Go to Settings > Accounts > Email.", False),
         ("- Restart the router", False),
+        # as an order, after the new system prompt (measured 2026-12-01, 3 of 10 replies)
+        ("If they still don't work, open a ticket for a technician.", False),
+        ("If the issue persists, open a ticket with IT for further assistance.", False),
+        ("Open a ticket on the portal.", False),
         ("I can open a ticket for you.", True),
+        ("Shall I open a ticket for you?", True),
+        ("Would you like me to open a ticket so a technician follows up?", True),
         ("Try signing out of Teams and back in.", True),
     ],
 )

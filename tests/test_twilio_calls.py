@@ -268,7 +268,9 @@ async def test_pressing_0_without_a_transfer_number_is_answered(small_engines, t
             dtmf={1: "0"}, reply_timeout_secs=30,
         )  # fmt: skip
     record = store.get_call_by_external_id(result.call_sid)
-    assert any(prompts.CANNOT_TRANSFER in t["bot_text"] for t in record["turns"]), [(t["user_text"], t["bot_text"]) for t in record["turns"]]
+    assert any(prompts.CANNOT_TRANSFER in t["bot_text"] for t in record["turns"]), [
+        (t["user_text"], t["bot_text"]) for t in record["turns"]
+    ]
 
 
 async def test_voice_agent_dial_reports_latency_and_the_reply_from_the_record(

@@ -41,6 +41,13 @@ _SELF_TICKET = re.compile(
     r"incident)\b",
     re.IGNORECASE,
 )
+# the same as an order: "If that doesn't work, open a ticket for a technician."
+_TICKET_ORDER = re.compile(
+    r"(?:^|[,;:]\s*|\b(?:then|otherwise|just|simply)\s+)(?:please\s+)?(?:open|create|submit|"
+    r"raise|log|file|put in)\b[^.?!]{0,20}?\b(?:a |an |the )?(?:support )?(?:ticket|request|"
+    r"case|incident)\b",
+    re.IGNORECASE,
+)
 
 
 def allowed(sentence: str) -> bool:
@@ -49,7 +56,11 @@ def allowed(sentence: str) -> bool:
         return False
     if _LIST_ITEM.match(sentence) or _MENU_PATH.search(sentence) or sentence.endswith(":"):
         return False  # a list, a menu path, or the sentence that announces a list
-    return not (_ELSEWHERE.search(sentence) or _SELF_TICKET.search(sentence))
+    return not (
+        _ELSEWHERE.search(sentence)
+        or _SELF_TICKET.search(sentence)
+        or _TICKET_ORDER.search(sentence)
+    )
 
 
 class ReplyGuard:

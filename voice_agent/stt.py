@@ -78,8 +78,14 @@ def _bare(word: str) -> str:
     return word.lower().strip(".,!?;:\"'")
 
 
+# one syllable looping inside a word ("Nonononononono..."); letters only: digits may repeat
+_LOOP_IN_A_WORD = re.compile(r"([^\W\d_]{2,4}?)\1{5,}", re.IGNORECASE)
+
+
 def collapse_repetitions(text: str, max_repeats: int = 3) -> str:
-    """Cut a Whisper repetition loop ("the the the ..." or a looping phrase) down to its start."""
+    """Cut a Whisper repetition loop ("the the the ...", a looping phrase, or one syllable
+    looping inside a word) down to its start."""
+    text = _LOOP_IN_A_WORD.sub(lambda m: m.group(1), text)
     words = text.split()
     for n in range(1, 7):
         i = 0
