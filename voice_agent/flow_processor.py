@@ -10,7 +10,6 @@ are carried out after the words that announce them.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -42,7 +41,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
         *,
         heard_logprob: Callable[[], float | None] = lambda: None,
         on_reply: Callable[[Reply], None] = lambda reply: None,
-        on_say: Callable[[str], Awaitable[None] | None] = lambda text: None,
+        on_say: Callable[[str], Awaitable[None]] | None = None,
         transfer: Callable[[], Awaitable[None]] | None = None,
         hang_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -82,9 +81,8 @@ class HelpdeskFlowProcessor(FrameProcessor):
         if reply.say is None:
             await self.push_frame(frame, direction)  # the model answers
             return
-        said = self._on_say(reply.say)
-        if inspect.isawaitable(said):
-            await said
+        if self._on_say is not None:
+            await self._on_say(reply.say)
         await self.push_frame(TTSSpeakFrame(reply.say))
         if reply.transfer and self._transfer is not None:
             # after the announcement is queued; kept referenced so it is not collected mid-way
