@@ -26,8 +26,8 @@ last 20 ms of the caller's audio leaving to the first reply ``media`` arriving. 
 speaks a short acknowledgement first and marks its end with a mark named ``ack-<turn>``, the first
 ``media`` after that mark is the answer itself, and voice-to-answer is measured to it as well.
 
-Not mirrored: the ``X-Twilio-Signature`` handshake header (requests are unsigned; pass one in
-``extra_headers`` if the server checks it), the REST API side of a call, and network jitter.
+The upgrade is signed with ``X-Twilio-Signature`` as Twilio signs it when ``auth_token`` is given.
+Not mirrored: the REST API side of a call, and network jitter.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.datastructures import HeadersLike
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -93,6 +94,12 @@ def mulaw_decode(data: bytes | bytearray | np.ndarray) -> np.ndarray:
     """Decode G.711 mu-law bytes to 16-bit linear PCM samples (int16)."""
     codes = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     return _DECODE_TABLE[codes.astype(np.uint8, copy=False)]
+
+
+def twilio_signature(auth_token: str, url: str, params: dict[str, str] | None = None) -> str:
+    """``X-Twilio-Signature`` for a request to ``url``: what Twilio sends on webhooks and on the
+    media socket's upgrade (no parameters)."""
+    return RequestValidator(auth_token).compute_signature(url, params or {})
 
 
 def new_sid(prefix: str) -> str:
@@ -564,6 +571,7 @@ async def dial(
     barge_in_after_secs: dict[int, float] | None = None,
     dtmf: dict[int, str] | None = None,
     extra_headers: HeadersLike | None = None,
+    auth_token: str | None = None,
 ) -> DialResult:
     """Place one call to ``url`` as Twilio would stream it, and record what the caller heard.
 
@@ -574,6 +582,9 @@ async def dial(
     ``barge_in_after_secs[i]`` starts turn ``i`` (1-based) that many seconds after the first
     audio of the reply before it, instead of after that reply has played out. ``dtmf[i]`` is sent
     as key presses right after turn ``i``'s audio (one ``dtmf`` event per digit, 100 ms apart).
+
+    ``auth_token``: sign the WebSocket upgrade with ``X-Twilio-Signature`` as Twilio does (the
+    server requires it when it has a Twilio auth token).
 
     Connection failures are returned in ``DialResult.error``, not raised.
     """
@@ -587,9 +598,12 @@ async def dial(
     _check_dtmf(keys)
     result = DialResult(call_sid=new_sid("CA"), stream_sid=new_sid("MZ"), account_sid=new_sid("AC"))
     try:
+        headers = dict(extra_headers or {})
+        if auth_token:
+            headers["X-Twilio-Signature"] = twilio_signature(auth_token, url)
         ws = await connect(
             url,
-            additional_headers=extra_headers,
+            additional_headers=headers,
             user_agent_header=USER_AGENT,
             compression=None,  # keeps many concurrent benchmark calls cheap
             open_timeout=10,

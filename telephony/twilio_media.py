@@ -27,6 +27,7 @@ from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPI
 from telephony.twilio_rest import TwilioCallControl
 from telephony.twilio_serializer import HelpdeskTwilioSerializer
 from voice_agent.auto_gain import AutoGainFilter
+from voice_agent.call_admission import CallAdmission, CallRefused
 from voice_agent.call_records import TurnRecorder, playback_mark_name
 from voice_agent.call_runner import CallHandle, CallResult, run_call
 from voice_agent.engines import Engines
@@ -35,10 +36,16 @@ from voice_agent.storage import CallStore
 TWILIO_RATE = 8000
 START_TIMEOUT_SECS = 10.0
 POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
 
 
 class TwilioStartError(ValueError):
     code = "twilio_bad_start"
+
+
+def _text(value: object, limit: int = 64) -> str | None:
+    """A custom parameter as a short string (Twilio's are strings; a forged one may not be)."""
+    return str(value)[:limit] if isinstance(value, str | int) and value != "" else None
 
 
 class PlaybackMarker(FrameProcessor):
@@ -66,7 +73,12 @@ async def read_start(websocket: WebSocket) -> dict:
     """Read up to Twilio's ``start`` message; raise TwilioStartError on anything else."""
     async with asyncio.timeout(START_TIMEOUT_SECS):
         while True:
-            raw = await websocket.receive_text()
+            received = await websocket.receive()
+            if received["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(received.get("code", 1000))
+            raw = received.get("text")
+            if raw is None:
+                raise TwilioStartError("a binary frame before start (Twilio sends JSON text)")
             try:
                 message = json.loads(raw)
             except json.JSONDecodeError as e:
@@ -76,32 +88,57 @@ async def read_start(websocket: WebSocket) -> dict:
                 continue
             if event != "start":
                 raise TwilioStartError(f"expected 'start', got {event!r} first")
-            start = message.get("start") or {}
-            if not start.get("streamSid") and not message.get("streamSid"):
+            start = message.get("start")
+            if not isinstance(start, dict):
+                raise TwilioStartError(f"'start' must be an object, got {start!r:.80}")
+            sid = start.get("streamSid") or message.get("streamSid")
+            if not isinstance(sid, str) or not sid:
                 raise TwilioStartError("start without a streamSid")
+            params = start.get("customParameters")
+            if params is not None and not isinstance(params, dict):
+                raise TwilioStartError("customParameters must be an object")
+            for key in ("callSid", "accountSid"):
+                if start.get(key) is not None and not isinstance(start[key], str):
+                    raise TwilioStartError(f"{key} must be a string")
             return message
 
 
+async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        await websocket.close(code=code, reason=reason)
+    except RuntimeError:
+        pass  # already closed by the peer
+
+
 async def handle_media_stream(
-    websocket: WebSocket, *, engines: Engines, store: CallStore
+    websocket: WebSocket, *, engines: Engines, store: CallStore, admission: CallAdmission
 ) -> CallResult | None:
-    settings = engines.settings
     await websocket.accept()
     try:
         message = await read_start(websocket)
     except (TwilioStartError, TimeoutError, WebSocketDisconnect, RuntimeError) as e:
         logger.warning(f"twilio media socket refused before start: {e!r}")
-        try:
-            await websocket.close(code=POLICY_VIOLATION, reason="expected connected/start")
-        except RuntimeError:
-            pass  # already closed by the peer
+        await close_socket(websocket, POLICY_VIOLATION, "expected connected/start")
         return None
+    try:
+        slot = admission.admit("twilio")
+    except CallRefused as e:
+        logger.warning(f"twilio media socket refused: {e.reason}")
+        await close_socket(websocket, TRY_AGAIN_LATER, e.reason)
+        return None
+    with slot:
+        return await _run_twilio_call(websocket, message, engines=engines, store=store)
 
+
+async def _run_twilio_call(
+    websocket: WebSocket, message: dict, *, engines: Engines, store: CallStore
+) -> CallResult | None:
+    settings = engines.settings
     start = message.get("start") or {}
     stream_sid = start.get("streamSid") or message.get("streamSid")
     params = start.get("customParameters") or {}
-    call_sid = start.get("callSid") or params.get("call_sid")
-    caller = params.get("caller") or params.get("from")
+    call_sid = start.get("callSid") or _text(params.get("call_sid"))
+    caller = _text(params.get("caller")) or _text(params.get("from"))
     log = logger.bind(call_sid=call_sid)
     log.info(f"twilio call {call_sid} from {caller}: stream {stream_sid}")
 
@@ -110,9 +147,7 @@ async def handle_media_stream(
         stream_sid,
         call_sid=call_sid,
         account_sid=settings.twilio_account_sid,
-        auth_token=(
-            settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
-        ),
+        auth_token=settings.twilio_token,
         base_url=settings.twilio_api_base_url,
         params=TwilioFrameSerializer.InputParams(auto_hang_up=control is not None),
         max_message_bytes=settings.twilio_max_message_bytes,
@@ -134,6 +169,12 @@ async def handle_media_stream(
     async def started(h: CallHandle) -> None:
         nonlocal handle
         handle = h
+
+    def gave_up(_why: str) -> None:  # the socket kept misbehaving: the record says so
+        if handle is not None:
+            handle.end_reason = handle.end_reason or "protocol_error"
+
+    serializer.on_give_up = gave_up
 
     async def transfer() -> None:
         if control is None or not control.can_transfer:

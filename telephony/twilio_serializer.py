@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Callable
 
 from loguru import logger
 from pipecat.frames.frames import Frame, InputTransportMessageFrame
@@ -21,6 +22,7 @@ from pipecat.serializers.twilio import TwilioFrameSerializer
 
 MEDIA_FRAME_SECS = 0.02
 KNOWN_EVENTS = {"connected", "start", "media", "dtmf", "mark", "stop"}
+DTMF_DIGITS = set("0123456789*#")
 
 
 class TwilioProtocolError(RuntimeError):
@@ -42,6 +44,8 @@ class HelpdeskTwilioSerializer(TwilioFrameSerializer):
         self._max_bad = max_bad_messages
         self.bad_messages = 0
         self.dropped_media = 0
+        # told once, just before TwilioProtocolError closes the socket (the call's end reason)
+        self.on_give_up: Callable[[str], None] | None = None
         # Token bucket over media frames: Twilio sends one 20 ms frame every 20 ms. A burst of
         # ``flood_burst_secs`` of audio is tolerated (network jitter), a sustained rate above
         # ``flood_rate`` x real time is a flood: those frames are dropped.
@@ -66,10 +70,12 @@ class HelpdeskTwilioSerializer(TwilioFrameSerializer):
         self.bad_messages += 1
         logger.warning(f"twilio call {self._call_sid}: {why}: {str(data)[:120]!r}")
         if self.bad_messages > self._max_bad:
-            raise TwilioProtocolError(
-                f"twilio call {self._call_sid}: {self.bad_messages} bad messages, "
-                "closing the socket"
-            )
+            self._give_up(f"{self.bad_messages} bad messages")
+
+    def _give_up(self, why: str) -> None:
+        if self.on_give_up is not None:
+            self.on_give_up(why)
+        raise TwilioProtocolError(f"twilio call {self._call_sid}: {why}, closing the socket")
 
     def _take_media_token(self) -> bool:
         now = time.monotonic()
@@ -86,10 +92,12 @@ class HelpdeskTwilioSerializer(TwilioFrameSerializer):
                 f"twilio call {self._call_sid}: media flood, {self.dropped_media} frames dropped"
             )
         if self.dropped_media > 5000:
-            raise TwilioProtocolError(f"twilio call {self._call_sid}: sustained media flood")
+            self._give_up("sustained media flood")
         return False
 
     async def deserialize(self, data: str | bytes) -> Frame | None:
+        """A frame for a good message; None for a bad one (counted, logged, dropped). Raises
+        only :class:`TwilioProtocolError`, once the socket has sent too many bad messages."""
         if len(data) > self._max_message_bytes:
             self._bad(f"oversized message ({len(data)} bytes)", data[:120])
             return None
@@ -105,21 +113,43 @@ class HelpdeskTwilioSerializer(TwilioFrameSerializer):
         if event not in KNOWN_EVENTS:
             self._bad(f"unknown event {event!r}", data)
             return None
-        if event == "media":
-            payload = (message.get("media") or {}).get("payload")
-            if not isinstance(payload, str) or not payload:
-                self._bad("media without a payload", data)
-                return None
-            try:
-                base64.b64decode(payload, validate=True)
-            except (binascii.Error, ValueError):
-                self._bad("media payload is not base64", data)
-                return None
-            if not self._take_media_token():
-                return None
-            return await super().deserialize(data)
+        problem = _problem(event, message)
+        if problem is not None:
+            self._bad(problem, data)
+            return None
         if event in ("mark", "stop"):
             return InputTransportMessageFrame(message=message)
-        if event == "dtmf":
-            return await super().deserialize(data)
+        if event == "media" and not self._take_media_token():
+            return None
+        if event in ("media", "dtmf"):
+            try:
+                return await super().deserialize(data)
+            except Exception as e:  # whatever else pipecat's parser trips on: drop the message
+                self._bad(f"unreadable {event} ({type(e).__name__}: {e})", data)
+                return None
         return None  # connected / a repeated start: nothing to do mid-call
+
+
+def _problem(event: str, message: dict) -> str | None:
+    """What is wrong with a message's body for its event, or None."""
+    if event == "media":
+        media = message.get("media")
+        if not isinstance(media, dict):
+            return "media is not an object"
+        payload = media.get("payload")
+        if not isinstance(payload, str) or not payload:
+            return "media without a payload"
+        try:
+            base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            return "media payload is not base64"
+    elif event == "dtmf":
+        dtmf = message.get("dtmf")
+        digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
+        if not isinstance(digit, str) or len(digit) != 1 or digit not in DTMF_DIGITS:
+            return "dtmf without a key (0-9, * or #)"
+    elif event == "mark":
+        mark = message.get("mark")
+        if not isinstance(mark, dict) or not isinstance(mark.get("name"), str):
+            return "mark without a name"
+    return None

@@ -45,7 +45,7 @@ def server_binaries() -> Path:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -97,7 +97,7 @@ class PostgresServer:
             "--no-sync",
         )  # fmt: skip
         for attempt in range(3):  # the free port may be taken between asking and binding
-            self.port = _free_port()
+            self.port = free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "

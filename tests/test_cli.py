@@ -123,3 +123,88 @@ def test_models_list_and_verify(tmp_path):
 def test_bad_config_file_is_a_clear_error(tmp_path):
     proc = run_cli("models", "list", "--config", str(tmp_path / "missing.toml"), tmp_path=tmp_path)
     assert proc.returncode == 2 and "missing.toml" in proc.stderr
+
+
+# -- what `voice-agent call` prints: no PII unless asked -------------------------------------------
+
+EMAIL, PHONE, CARD = "john.smith@contoso.com", "415 555 0134", "4111 1111 1111 1111"
+SAID = f"my email is {EMAIL}, my number is {PHONE} and my card is {CARD}"
+
+
+def pii_report() -> dict:
+    """A call report as ``simulate_call`` makes it, the caller's words as the recogniser heard."""
+    return {
+        "call_id": "c-1",
+        "status": "completed",
+        "greeting": {"text": "Hello, IT helpdesk.", "audio": None, "audio_secs": 1.0},
+        "turns": [
+            {
+                "turn": 1,
+                "audio": "caller/turn_01.wav",
+                "error": None,
+                "transcript": SAID,
+                "reply": f"Thanks, I will email {EMAIL} and call {PHONE}.",
+                "reply_audio": None,
+                "prompt_tokens": 120,
+                "latency": {"voice_to_voice_secs": 1.2},
+                "agent_turns": [{"index": 1, "user_text": SAID, "bot_text": f"Card {CARD}."}],
+            }
+        ],
+        "call": {"category": "access", "priority": "P3", "outcome": "ticket"},
+        "tickets": [
+            {
+                "number": "INC0000001",
+                "category": "access",
+                "priority": "P3",
+                "status": "new",
+                "summary": f"Reset for {EMAIL}, card {CARD}",
+                "caller": "+14155550134",
+                "callback_number": "+14155550134",
+            }
+        ],
+    }
+
+
+def assert_no_pii(text: str) -> None:
+    for raw in (EMAIL, PHONE, CARD, "4155550134", "4111"):
+        assert raw not in text, raw
+
+
+def test_the_call_report_is_printed_without_pii(capsys):
+    from voice_agent.cli import _print_report, redacted_report
+
+    report = pii_report()
+    _print_report(redacted_report(report))
+    out = capsys.readouterr().out
+    assert_no_pii(out)
+    assert "caller: my email is [email], my number is [phone] and my card is [card]" in out
+    assert "INC0000001" in out and "[email]" in out
+    assert_no_pii(json.dumps(redacted_report(report)))  # the --json report too
+    assert report["turns"][0]["transcript"] == SAID  # the report itself is not changed
+    _print_report(report)  # what --show-pii prints
+    assert EMAIL in capsys.readouterr().out
+
+
+def test_call_command_redacts_pii_unless_show_pii(tmp_path, monkeypatch):
+    """The `call` command in-process, its pipeline stubbed: what reaches stdout."""
+    from typer.testing import CliRunner
+
+    import voice_agent.cli as cli
+    import voice_agent.simulated_call as simulated_call
+
+    async def fake_call(paths, **kw) -> dict:
+        return pii_report()
+
+    monkeypatch.setenv("VOICE_AGENT_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(cli, "_load_engines", lambda settings: None)
+    monkeypatch.setattr(simulated_call, "simulate_call", fake_call)
+    args = ["call", "--audio", str(CLEAN / "jfk.flac"), "--out", str(tmp_path / "out")]
+    runner = CliRunner()
+    for extra in ([], ["--json"]):
+        r = runner.invoke(cli.app, [*args, *extra])
+        assert r.exit_code == 0, r.output
+        assert_no_pii(r.stdout)
+        assert "[email]" in r.stdout and "[card]" in r.stdout and "[phone]" in r.stdout
+    r = runner.invoke(cli.app, [*args, "--show-pii"])
+    assert r.exit_code == 0, r.output
+    assert EMAIL in r.stdout and CARD in r.stdout and PHONE in r.stdout

@@ -9,6 +9,7 @@ anonymous and role checks without anyone remembering to list it.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -36,8 +37,10 @@ from voice_agent.console.auth import (
     LoginThrottle,
     SessionCodec,
     load_secret_key,
+    throttle_keys,
 )
 from voice_agent.console.cli import users_app
+from voice_agent.console.masking import mask_url
 from voice_agent.console.queries import CallFilter, ConsoleQueries, QueryError, to_csv, to_json
 from voice_agent.console.users import UserError, UserStore
 from voice_agent.server import create_app
@@ -243,11 +246,13 @@ def test_five_wrong_passwords_slow_the_next_attempt_down(console):
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     wait = int(r.headers["retry-after"])
     assert f"{SESSION_COOKIE}=" not in r.headers.get("set-cookie", "")
-    assert login(client, "sam").status_code == 429  # same address, another user
-    # the same user from another address (over https, where Secure cookies travel): still slowed
+    assert login(client, "sam").status_code == 429  # same address, another user (spraying)
+    # the same user from another address (over https, where Secure cookies travel): the guesses
+    # were not theirs, so they are not slowed down; the guessing address still is
     elsewhere = console.client(client=("10.1.2.3", 40000), base_url="https://console.example.com")
     r = login(elsewhere, "ada")
-    assert r.status_code == 429 and f"{SESSION_COOKIE}=" not in r.headers.get("set-cookie", "")
+    assert r.status_code == 303 and f"{SESSION_COOKIE}=" in r.headers.get("set-cookie", "")
+    assert login(client, "ada").status_code == 429
     time.sleep(wait)  # a delay, not a lock-out: after it, the right password works
     assert login(client, "ada").status_code == 303
 
@@ -255,25 +260,36 @@ def test_five_wrong_passwords_slow_the_next_attempt_down(console):
 def test_the_login_delay_grows_exponentially_and_is_forgotten():
     now = [1000.0]
     throttle = LoginThrottle(clock=lambda: now[0], max_delay=60, window=900)
-    keys = ("user:ada", "ip:1.2.3.4")
-    for _ in range(5):
-        assert throttle.retry_after(keys) == 0
-        throttle.failed(keys)
+    keys = throttle_keys("ada", "1.2.3.4")
+    assert all("1.2.3.4" in key for key in keys)  # never the username alone
+    for _ in range(5):  # each attempt is counted when it is let through, before its password
+        assert throttle.reserve(keys) == 0
     waits = []
     for _ in range(8):
-        wait = throttle.retry_after(keys)
+        wait = throttle.reserve(keys)
+        assert wait > 0 and throttle.reserve(keys) == wait  # a refused attempt is not counted
         waits.append(wait)
         now[0] += wait
-        assert throttle.retry_after(keys) == 0
-        throttle.failed(keys)
+        assert throttle.reserve(keys) == 0
     assert waits == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert throttle.retry_after(["user:ada"]) == 60 and throttle.retry_after(["user:bob"]) == 0
+    assert throttle.retry_after(throttle_keys("bob", "1.2.3.4")) == 60  # spraying: same address
+    assert throttle.retry_after(throttle_keys("ada", "5.6.7.8")) == 0  # the real user elsewhere
     now[0] += 901  # a quiet quarter of an hour: forgotten
     assert throttle.retry_after(keys) == 0
-    for _ in range(6):
-        throttle.failed(keys)
-    throttle.succeeded(keys)
-    assert throttle.retry_after(keys) == 0
+    # success: the (address, user) count is cleared, the address gets its one attempt back
+    bob = throttle_keys("bob", "1.2.3.4")
+    for _ in range(4):
+        assert throttle.reserve(bob) == 0
+    assert throttle.reserve(keys) == 0  # five attempts from the address now
+    assert throttle.retry_after(keys) == 1
+    pair, address = keys
+    throttle.succeeded(clear=[pair], refund=[address])
+    assert throttle.retry_after(keys) == 0 and throttle.retry_after(bob) == 0
+    assert throttle.reserve(bob) == 0 and throttle.reserve(keys) == 1  # bob's guesses still count
+    # an IPv6 client is its /64; an IPv4-mapped address is the IPv4 address
+    assert throttle_keys("ada", "2001:db8::1") == throttle_keys("ADA ", "2001:db8::ffff:1")
+    assert throttle_keys("ada", "2001:db8:0:1::1") != throttle_keys("ada", "2001:db8::1")
+    assert throttle_keys("ada", "::ffff:1.2.3.4") == keys
 
 
 def test_unknown_users_cost_a_password_hash_too(console):
@@ -415,12 +431,63 @@ def test_settings_page_masks_secrets(tmp_path):
         twilio_auth_token="tw-token-123456",
         llm_api_key="sk-live-abcdef",
         console_secret_key="k" * 40,
+        llm_base_url="http://gpu:8080/v1?api_key=sk-SECRET&model=qwen",
+        kb_qdrant_url="http://qdrant:6333/?api-key=QSECRET",
+        servicenow_instance_url="https://acme.service-now.com/?sysparm_token=SNTOKEN#sig=SNSIG",
+        public_url="https://voice.example.com/?AccessToken=PUBTOKEN",
+        ice_servers=["stun:stun.example:3478", "turn:demo:TURNSECRET@turn.example:3478"],
     )
+    # and a database URL with a password: an app over these settings, on the SQLite store
+    console.app = create_app(
+        console.settings.model_copy(
+            update={"database_url": "postgresql+psycopg://u:PGSECRET@db/x?password=PGPARAM"}
+        )
+    )
+    console.app.state.store = console.store
     admin, _ = signed_in(console, "ada")
-    page = admin.get("/console/settings").text
-    for secret in ("tw-token-123456", "sk-live-abcdef", "k" * 40):
-        assert secret not in page
+    r = admin.get("/console/settings")
+    assert r.status_code == 200
+    page = html.unescape(r.text)
+    for secret in (
+        "tw-token-123456",
+        "sk-live-abcdef",
+        "k" * 40,
+        "sk-SECRET",
+        "QSECRET",
+        "SNTOKEN",
+        "SNSIG",
+        "PUBTOKEN",
+        "TURNSECRET",
+        "PGSECRET",
+        "PGPARAM",
+    ):
+        assert secret not in page, secret
     assert "twilio_auth_token" in page and "••••••" in page and "company_name" in page
+    # what is not secret stays readable
+    for shown in (
+        "http://gpu:8080/v1?api_key=***&model=qwen",
+        "http://qdrant:6333/?api-key=***",
+        "https://acme.service-now.com/?sysparm_token=***#sig=***",
+        "stun:stun.example:3478, turn:demo:***@turn.example:3478",
+        "postgresql+psycopg://u:***@db/x?password=***",
+    ):
+        assert shown in page, shown
+
+
+def test_mask_url():
+    assert mask_url("http://gpu:8080/v1?api_key=sk-1&x=2") == "http://gpu:8080/v1?api_key=***&x=2"
+    assert mask_url("http://h/?Api-Key=1;SIGNATURE=2&pwd=3&credentials=4&passphrase=5") == (
+        "http://h/?Api-Key=***;SIGNATURE=***&pwd=***&credentials=***&passphrase=***"
+    )
+    assert mask_url("postgresql://u:p@ss:w@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert mask_url("turn:user:pass@host:3478?transport=tcp") == (
+        "turn:user:***@host:3478?transport=tcp"
+    )
+    assert (
+        mask_url("https://h/cb#access_token=T&state=s") == "https://h/cb#access_token=***&state=s"
+    )
+    for clear in ("stun:stun.example:3478", "sqlite:////tmp/calls.db", "http://u@h/x", "plain"):
+        assert mask_url(clear) == clear
 
 
 # -- queries on SQLite and PostgreSQL -----------------------------------------------------------

@@ -130,11 +130,11 @@ def fill_0001(engine: sa.Engine, md: sa.MetaData) -> None:
 
 def test_upgrade_head_leaves_no_difference_from_the_models(any_database_url):
     store = CallStore(any_database_url)
-    assert migrations.current(store.engine) == migrations.head() == "0003"
+    assert migrations.current(store.engine) == migrations.head() == "0004"
     assert schema_differences(store.engine) == []
     # opening it again is a no-op
     CallStore(any_database_url).engine.dispose()
-    assert migrations.current(store.engine) == "0003"
+    assert migrations.current(store.engine) == "0004"
     store.engine.dispose()
 
 

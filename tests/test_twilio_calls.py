@@ -249,7 +249,7 @@ async def test_pressing_0_transfers_to_a_human_through_the_rest_api(small_engine
         async with serve(app) as host:
             result = await dial(
                 f"ws://{host}/twilio/media", [(str(CLIP), load_phone_audio(CLIP))],
-                dtmf={1: "0"}, reply_timeout_secs=30,
+                dtmf={1: "0"}, reply_timeout_secs=30, auth_token="t" * 32,
             )  # fmt: skip
     assert len(updates) == 1, updates  # the transfer, and no hang-up of the transferred call
     call_sid, form, auth = updates[0]

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
+from telephony.twilio_dialer import twilio_signature
 from tests.conftest import agent
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -92,7 +93,10 @@ def test_webhooks_are_refused_without_credentials(small_engines, tmp_path):
     ],
 )
 def test_a_socket_that_does_not_start_properly_is_closed(app_client, first):
-    with app_client.websocket_connect("/twilio/media") as ws:
+    upgrade = {
+        "X-Twilio-Signature": twilio_signature(TOKEN, "wss://voice.example.com/twilio/media")
+    }
+    with app_client.websocket_connect("/twilio/media", headers=upgrade) as ws:
         ws.send_text('{"event": "connected", "protocol": "Call", "version": "1.0.0"}')
         ws.send_text(first)
         with pytest.raises(WebSocketDisconnect) as closed:

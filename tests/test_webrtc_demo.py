@@ -14,7 +14,9 @@ from playwright.async_api import async_playwright
 
 from tests.conftest import CLEAN, agent, gold_transcripts, serve
 from tests.test_audio_and_stt import wer
+from tests.test_console_browser import PASSWORD
 from voice_agent.audio import decode_audio_file, write_wav
+from voice_agent.console.users import UserStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPEECH = CLEAN / "fleurs_en_005.wav"  # loud, clear, 11 s
@@ -31,6 +33,7 @@ def caller_wav(tmp_path: Path) -> Path:
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (./run.sh test)")
 async def test_a_browser_call_shows_both_sides_and_is_stored(small_engines, tmp_path):
     app, store = agent(small_engines, tmp_path, llm_max_tokens=40)
+    UserStore(store.engine).add("ada", PASSWORD, "supervisor")
     args = [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
@@ -47,6 +50,11 @@ async def test_a_browser_call_shows_both_sides_and_is_stored(small_engines, tmp_
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
         page = await browser.new_page(viewport={"width": 1100, "height": 760})
         await page.goto(f"http://{host}/")
+        assert "/console/login" in page.url  # the demo starts calls: signed-in users only
+        await page.get_by_label("Username").fill("ada")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+        await page.wait_for_url(f"http://{host}/")  # back to the demo
         await page.click("#call")
         await page.wait_for_selector("#transcript li.caller", timeout=90_000)
         await page.wait_for_function(
@@ -87,11 +95,11 @@ async def test_a_browser_call_shows_both_sides_and_is_stored(small_engines, tmp_
 async def test_a_bad_offer_is_refused_clearly(small_engines, tmp_path):
     from fastapi.testclient import TestClient
 
-    app, _ = agent(small_engines, tmp_path)
+    app, _ = agent(small_engines, tmp_path, demo_public=True)
     with TestClient(app) as client:
         assert client.post("/api/offer", json={"type": "answer"}).status_code == 400
         bad = client.post("/api/offer", json={"sdp": "v=0 garbage", "type": "offer"})
-        assert bad.status_code == 400
+        assert bad.status_code == 400 and "not a usable offer" in bad.text
         assert client.patch("/api/offer", json={"candidates": []}).status_code == 400
         page = client.get("/")
         assert page.status_code == 200 and 'id="call"' in page.text

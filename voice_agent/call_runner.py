@@ -31,6 +31,7 @@ from voice_agent.call_control import HUMAN_DIGIT, KeypadListener
 from voice_agent.call_records import TurnRecord, TurnRecorder
 from voice_agent.engines import Engines
 from voice_agent.flow_processor import HelpdeskFlowProcessor, TurnNote
+from voice_agent.media_watchdog import MediaWatchdog
 from voice_agent.pipeline import build_pipeline, make_context_aggregators, make_llm_service
 from voice_agent.recording import CallRecording, recording_path
 from voice_agent.storage import CallStore
@@ -235,6 +236,12 @@ async def run_call(
         assert task is not None
         await task.queue_frame(EndFrame())
 
+    async def media_lost(silent_secs: float) -> None:
+        log.warning(f"no caller audio for {silent_secs:.0f}s: ending the call")
+        assert handle is not None
+        handle.end_reason = handle.end_reason or "media_timeout"
+        await handle.drop()
+
     flow_turns = HelpdeskFlowProcessor(
         None,  # set below, once the flow manager has its worker
         note,
@@ -254,7 +261,10 @@ async def run_call(
         llm,
         tts,
         conversation=flow_turns,
-        call_control=[KeypadListener(on_digit)],
+        call_control=[
+            MediaWatchdog(settings.media_timeout_secs, media_lost),
+            KeypadListener(on_digit),
+        ],
         before_output=before_output(recorder) if before_output else [],
         recording=recording.processor if recording else None,
     )

@@ -16,6 +16,7 @@ from voice_agent.bench.cli import bench_app
 from voice_agent.cli_options import ConfigOpt
 from voice_agent.cli_options import settings_or_exit as _settings
 from voice_agent.console.cli import users_app
+from voice_agent.data_dir import DataFolderError, check_data_dir
 from voice_agent.knowledge.cli import kb_app
 from voice_agent.migrations.cli import db_app
 from voice_agent.settings import Settings
@@ -61,12 +62,22 @@ def serve(
 
     settings = _settings(config, host=host, port=port)
     _setup_logging(settings)
+    try:  # before the models load: a read-only folder fails now, naming itself
+        check_data_dir(settings)
+    except DataFolderError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     engines = _load_engines(settings)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     typer.echo(
         f"Voice agent ready. Open http://{shown_host}:{settings.port}/ in a browser and press "
         "Call to talk to it (microphone needed)."
     )
+    if not settings.demo_public:
+        typer.echo(
+            "The browser demo needs a console sign-in: voice-agent users add NAME --role "
+            "supervisor (or set demo_public=true)."
+        )
     if not settings.twilio_configured:
         typer.echo(
             "Twilio: no credentials configured; /twilio/media accepts streams, webhooks get 403."
@@ -100,6 +111,14 @@ def call(
     llm_model: Annotated[str | None, typer.Option(help="LLM model name or .gguf path")] = None,
     stt_model: Annotated[str | None, typer.Option(help="STT model name or folder")] = None,
     reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 90.0,
+    show_pii: Annotated[
+        bool,
+        typer.Option(
+            "--show-pii",
+            help="Print what was said as heard (default: e-mail addresses, phone and card "
+            "numbers, passwords are redacted, as in the call store)",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a call: each audio file (or --say text) is one caller turn, through the real
     pipeline."""
@@ -123,12 +142,40 @@ def call(
             reply_timeout_secs=reply_timeout,
         )
     )
+    shown = report if show_pii else redacted_report(report)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(shown, indent=2))
     else:
-        _print_report(report)
+        _print_report(shown)
     if report["status"] != "completed" or any(t["error"] for t in report["turns"]):
         raise typer.Exit(1)
+
+
+def redacted_report(report: dict) -> dict:
+    """A copy of a call report with PII (e-mail addresses, phone and card numbers, passwords)
+    redacted from what was said and from the tickets, as :mod:`voice_agent.redaction` does for
+    the call store."""
+    from voice_agent.redaction import redact
+
+    def clean(item: dict, fields: tuple[str, ...]) -> dict:
+        return {**item, **{k: redact(v) for k in fields if isinstance(v := item.get(k), str)}}
+
+    turns = [
+        {
+            **clean(turn, ("transcript", "reply")),
+            "agent_turns": [
+                clean(t, ("user_text", "bot_text")) for t in turn.get("agent_turns") or []
+            ],
+        }
+        for turn in report.get("turns", [])
+    ]
+    out = {**report, "turns": turns}
+    if isinstance(report.get("greeting"), dict):
+        out["greeting"] = clean(report["greeting"], ("text",))
+    if "tickets" in report:
+        fields = ("summary", "reason", "caller", "callback_number")
+        out["tickets"] = [clean(t, fields) for t in report["tickets"]]
+    return out
 
 
 def _print_report(report: dict) -> None:
@@ -189,7 +236,7 @@ def dial(
             utterances.append((str(path), load_phone_audio(path)))
         except AudioDecodeError as e:
             utterances.append((str(path), e))
-    kw = {"reply_timeout_secs": reply_timeout}
+    kw = {"reply_timeout_secs": reply_timeout, "auth_token": settings.twilio_token}
     if calls == 1:
         results = [asyncio.run(dial_call(url, utterances, **kw))]
     else:

@@ -38,7 +38,7 @@ class CallRecording:
     async def _on_audio(self, _processor, audio: bytes, sample_rate: int, channels: int) -> None:
         try:
             if self._wav is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._wav = wave.open(str(self.path), "wb")
                 self._wav.setnchannels(channels)
                 self._wav.setsampwidth(2)

@@ -15,7 +15,8 @@ from loguru import logger
 
 from telephony.twilio_routes import twilio_router
 from telephony.webrtc import webrtc_router
-from voice_agent.console.routes import console_router
+from voice_agent.call_admission import CallAdmission
+from voice_agent.console.routes import Console, console_router
 from voice_agent.engines import Engines
 from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
@@ -27,6 +28,10 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.store = CallStore.from_settings(settings)
+        # calls this server starts are recorded as its instance's; those it left in progress
+        # when it last stopped (killed, crashed) are closed as interrupted before any new call
+        app.state.store.instance = settings.resolved_instance_name
+        app.state.store.close_interrupted_calls(app.state.store.instance)
         app.state.engines = engines or await asyncio.to_thread(Engines.load, settings)
         logger.info(f"models ready in {app.state.engines.load_secs:.1f}s")
         if not settings.twilio_configured:
@@ -42,19 +47,33 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
         sync.cancel()
         await tickets.aclose()
 
-    app = FastAPI(title="Helpdesk voice agent", lifespan=lifespan)
+    # no /docs, /redoc or /openapi.json: the API is the console's and Twilio's, documented in
+    # the README; an anonymous map of every endpoint helps only an attacker
+    app = FastAPI(
+        title="Helpdesk voice agent",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.settings = settings
+    app.state.console = Console(settings)
+    app.state.admission = CallAdmission(
+        settings.max_concurrent_calls, per_client_per_minute=settings.demo_calls_per_minute
+    )
     app.include_router(twilio_router(settings))
     app.include_router(webrtc_router(settings))
-    app.include_router(console_router(settings))
+    app.include_router(console_router(settings, app.state.console))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         loaded: Engines = app.state.engines
+        admission: CallAdmission = app.state.admission
         return {
             "status": "ok",
             "models": loaded.model_names,
             "llm_backend": settings.llm_backend,
+            "calls": {"active": admission.active, "max": admission.max_calls},
         }
 
     return app

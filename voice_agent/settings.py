@@ -12,6 +12,7 @@ a ``.gguf`` file, a Piper ``.onnx`` voice (its ``.onnx.json`` beside it).
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    instance_name: str | None = Field(
+        default=None,
+        max_length=128,
+        description=(
+            "this server's name in the call records, unique among servers sharing a database: "
+            "at start-up the calls it left in progress (killed, crashed) are closed as "
+            "interrupted, other instances' calls are left alone. Default: hostname:port, stable "
+            "across restarts; set it where the hostname is not (containers recreated)"
+        ),
+    )
 
     # Storage
     data_dir: Path = REPO_ROOT / "var"
@@ -131,6 +142,37 @@ class Settings(BaseSettings):
 
     # Browser demo (WebRTC). Empty: host candidates only, which is what localhost and a LAN need.
     ice_servers: list[str] = Field(default_factory=list, description="e.g. stun:stun.example:3478")
+    demo_public: bool = Field(
+        default=False,
+        description=(
+            "anyone who can reach the server may use the browser demo (/); default: only users "
+            "signed in to the console. Either way demo calls are rate-limited per client address"
+        ),
+    )
+    demo_calls_per_minute: float = Field(
+        default=4.0, gt=0, description="browser demo calls one client address may start a minute"
+    )
+
+    # Admission: how many calls at once, and when a call whose audio stopped is ended
+    max_concurrent_calls: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "calls this server carries at once; more are refused (Twilio hears 'all lines are "
+            "busy'). 4 keeps the 2-core CPU default near its turn budget"
+        ),
+    )
+    media_timeout_secs: float = Field(
+        default=20.0,
+        gt=0,
+        description=(
+            "end a call when no caller audio has arrived for this long (a dead media socket, "
+            "a browser offer that never connected)"
+        ),
+    )
+    max_request_bytes: int = Field(
+        default=65536, ge=1024, description="largest webhook or WebRTC offer body accepted"
+    )
 
     # Knowledge base
     kb_paths: list[Path] = Field(
@@ -193,6 +235,11 @@ class Settings(BaseSettings):
     triage_llm_timeout_secs: float = 6.0
 
     @property
+    def twilio_token(self) -> str | None:
+        """The auth token itself: it signs and checks webhooks and media socket upgrades."""
+        return self.twilio_auth_token.get_secret_value() if self.twilio_auth_token else None
+
+    @property
     def twilio_configured(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
@@ -201,6 +248,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'voice_agent.db'}"
+
+    @property
+    def resolved_instance_name(self) -> str:
+        """``instance_name``, or ``hostname:port``: the same for every restart of a server."""
+        if self.instance_name:
+            return self.instance_name
+        return f"{socket.gethostname()[: 127 - len(str(self.port))]}:{self.port}"
 
     @property
     def resolved_kb_dir(self) -> Path:

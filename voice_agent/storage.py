@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loguru import logger
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -28,16 +29,30 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    or_,
     select,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
 
 from voice_agent import migrations, redaction
 from voice_agent.call_records import STAGES, TurnRecord
+from voice_agent.data_dir import private_sqlite_file
 
 if TYPE_CHECKING:
     from voice_agent.settings import Settings
+
+
+# a call whose server stopped mid-call (see CallStore.close_interrupted_calls)
+INTERRUPTED = "interrupted"
+RESTART_END_REASON = "server_restart"
 
 
 def utcnow() -> datetime:
@@ -57,10 +72,13 @@ class Call(Base):
     external_id: Mapped[str | None] = mapped_column(String(64), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # in_progress | completed | failed | abandoned | interrupted (its server stopped mid-call)
     status: Mapped[str] = mapped_column(String(16), default="in_progress", index=True)
     end_reason: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the server instance that took the call (Settings.resolved_instance_name); NULL before 0004
+    instance: Mapped[str | None] = mapped_column(String(128), index=True)
     # what the call was about and how it ended (filled in as the conversation learns it)
     caller_name: Mapped[str | None] = mapped_column(String(128))
     callback_number: Mapped[str | None] = mapped_column(String(32))
@@ -178,8 +196,8 @@ class CallStore:
         kinds = redaction.KINDS if redact_kinds is DEFAULT else tuple(redact_kinds or ())
         redaction.redact("", kinds)  # unknown kinds fail here, not at the first turn
         self.redact_kinds: tuple[str, ...] = kinds
-        if database_url.startswith("sqlite:///"):
-            Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if database_url.startswith("sqlite:///") and database_url != "sqlite:///:memory:":
+            private_sqlite_file(Path(database_url.removeprefix("sqlite:///")))
         self.engine: Engine = create_engine(database_url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -191,6 +209,11 @@ class CallStore:
         """The store the settings describe: their database, redaction as configured."""
         kinds = settings.redact_kinds if settings.redact_pii else None
         return cls(settings.resolved_database_url, redact_kinds=kinds)
+
+    # The server instance whose calls this store starts (recorded in ``calls.instance``); the
+    # server sets it at start-up (:meth:`close_interrupted_calls`). None: calls started outside
+    # a server (simulations, benchmarks).
+    instance: str | None = None
 
     def redact(self, text: str) -> str:
         """``text`` with the configured kinds of PII replaced by tags (``[email]``, ...)."""
@@ -213,6 +236,7 @@ class CallStore:
                     caller=caller,
                     external_id=external_id,
                     models=models or {},
+                    instance=self.instance,
                 )
             )
         return call_id
@@ -251,11 +275,49 @@ class CallStore:
             call = s.scalars(select(Call).where(Call.external_id == external_id)).first()
             if call is None:
                 return False
+            # only a live call takes the carrier's word: an interrupted one (its server stopped
+            # mid-call) stays interrupted, the more telling status
             if call.status == "in_progress" and status in ("completed", "failed", "abandoned"):
                 call.status = status
                 call.ended_at = call.ended_at or utcnow()
             call.end_reason = call.end_reason or end_reason
             return True
+
+    def close_interrupted_calls(self, instance: str) -> int:
+        """Close the calls ``instance`` left in progress when it last stopped without ending
+        them (killed, crashed, the host lost power); returns how many. The server runs this at
+        start-up, before it takes calls, so none of them is live.
+
+        They get status ``interrupted``, end reason ``server_restart`` and, as ``ended_at``, the
+        last moment known of them: their latest stored turn's last stage, or their start if no
+        turn was stored (not the restart time, which may be hours later and would count the
+        downtime as call time). Their turns, triage and tickets are kept.
+
+        Only ``instance``'s calls are touched: on PostgreSQL several instances may share the
+        database, and the others' calls are live. Calls stored before calls recorded their
+        instance (migration 0004: ``instance`` NULL) are closed too on SQLite, a file one server
+        uses, but left alone on PostgreSQL, where which instance took them is unknown (close
+        them by hand, e.g. ``UPDATE calls SET status = 'interrupted' ...``).
+        """
+        mine = Call.instance == instance
+        if self.engine.dialect.name == "sqlite":
+            mine = or_(mine, Call.instance.is_(None))
+        with self._session.begin() as s:
+            calls = s.scalars(
+                select(Call).where(Call.status == "in_progress", mine).with_for_update()
+            ).all()
+            for call in calls:
+                call.status = INTERRUPTED
+                call.end_reason = call.end_reason or RESTART_END_REASON
+                call.ended_at = _last_known_moment(s, call)
+        if calls:
+            logger.warning(
+                f"{len(calls)} call(s) left in progress when {instance} last stopped closed as "
+                f"{INTERRUPTED}: {', '.join(c.id for c in calls)}"
+            )
+        else:
+            logger.info(f"no calls left in progress by {instance}")
+        return len(calls)
 
     def open_ticket(
         self,
@@ -337,6 +399,19 @@ class CallStore:
                     setattr(call, name, value)
 
 
+def _last_known_moment(s: Session, call: Call) -> datetime:
+    """When ``call`` was last known to be going: its latest turn's last stage, or its start."""
+    started = _aware(call.started_at) or utcnow()
+    turn = s.scalars(
+        select(Turn).where(Turn.call_id == call.id).order_by(Turn.index.desc()).limit(1)
+    ).first()
+    moments = [getattr(turn, st) for st in STAGES] if turn is not None else []
+    latest = max((m for m in moments if m is not None), default=None)
+    if latest is None:
+        return started
+    return min(max(started, datetime.fromtimestamp(latest, UTC)), utcnow())
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -344,11 +419,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _aware(at: datetime | None) -> datetime | None:
+    """``at`` with its time zone (SQLite hands back naive datetimes, stored in UTC)."""
+    return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def _iso(at: datetime | None) -> str | None:
     """ISO 8601 in UTC on every database (SQLite hands back naive datetimes, stored in UTC)."""
-    if at is None:
-        return None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()
+    at = _aware(at)
+    return None if at is None else at.isoformat()
 
 
 def call_to_dict(call: Call, with_turns: bool = True) -> dict[str, Any]:
@@ -363,6 +442,7 @@ def call_to_dict(call: Call, with_turns: bool = True) -> dict[str, Any]:
         "end_reason": call.end_reason,
         "error": call.error,
         "models": call.models,
+        "instance": call.instance,
         "caller_name": call.caller_name,
         "callback_number": call.callback_number,
         "category": call.category,

@@ -356,3 +356,69 @@ def stt(
     _out.print(f"vocabulary: {report['vocabulary'] or '(none)'}", markup=False, highlight=False)
     for line in summary_lines(report):
         _out.print(line, markup=False, highlight=False)
+
+
+def print_abuse_report(report: dict[str, Any], console: Console = _out) -> None:
+    table = Table(title="A real caller and the console, quiet and under abuse")
+    for column in ("phase", "first answer p50 / p95 (n)", "console p50 / p95 (n)", "errors"):
+        table.add_column(column)
+    for name, phase in report["phases"].items():
+        answer, page = phase["first_answer"], phase["console"]
+        table.add_row(
+            name,
+            f"{_fmt(answer['p50'])} / {_fmt(answer['p95'])} ({answer['n']})",
+            f"{_fmt(page['p50'])} / {_fmt(page['p95'])} ({page['n']})",
+            str(len(phase["errors"])),
+        )
+    console.print(table)
+    s = report["settings"]
+    console.print(
+        f"abuse: {s['junk_offers']} junk browser offers and {s['silent_sockets']} unsigned media "
+        f"sockets, each retried every {s['attack_every_secs']:.0f} s; answer ratio "
+        f"(abuse / quiet p50): {report['answer_ratio']}"
+    )
+    attacks = ", ".join(f"{k}: {v}" for k, v in report["attacks"].items()) or "none"
+    console.print(f"attackers got: {attacks}", markup=False, highlight=False)
+    console.print(f"calls started by attackers: {report['calls_started_by_attackers']}")
+    for name, phase in report["phases"].items():
+        for error in phase["errors"]:
+            console.print(f"  {name}: {error}", markup=False, highlight=False)
+
+
+@bench_app.command()
+def abuse(
+    calls: Annotated[int, typer.Option(help="Measured calls per phase, one at a time")] = 2,
+    turns_per_call: Annotated[int, typer.Option(help="First K turns of each dialogue")] = 2,
+    junk_offers: Annotated[int, typer.Option(help="Anonymous junk WebRTC offer senders")] = 25,
+    silent_sockets: Annotated[int, typer.Option(help="Unsigned silent media sockets")] = 10,
+    audio: Annotated[
+        list[Path] | None,
+        typer.Option("--audio", help="Caller turns of every call (default: SpokenWOZ dialogues)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    out_json: Annotated[Path | None, typer.Option(help="Also write the JSON report here")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """A real caller's answer time and the console's, quiet and while the server is abused."""
+    from voice_agent.bench.abuse import AbuseBenchConfig, run_abuse_bench
+
+    settings = _settings(config)
+    _quiet_server_logs()
+    bench = AbuseBenchConfig(
+        calls=calls,
+        turns_per_call=turns_per_call,
+        junk_offers=junk_offers,
+        silent_sockets=silent_sockets,
+        audio=audio or None,
+    )
+    report = _report_or_exit(
+        lambda: asyncio.run(run_abuse_bench(settings, bench, progress=_progress))
+    )
+    _save(report, out_json)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_abuse_report(report)
+    if not report["phases"]["quiet"]["first_answer"]["n"]:
+        typer.echo("error: no caller turn was answered; see the errors above", err=True)
+        raise typer.Exit(1)

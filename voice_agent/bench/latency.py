@@ -422,6 +422,7 @@ async def run_twilio_level(
     database_url: str | None,
     reply_timeout_secs: float,
     greeting_timeout_secs: float,
+    auth_token: str | None = None,
 ) -> LevelRun:
     from telephony.twilio_dialer import dial_many, load_phone_audio
     from voice_agent.audio import AudioDecodeError
@@ -444,6 +445,7 @@ async def run_twilio_level(
         concurrency=concurrency,
         reply_timeout_secs=reply_timeout_secs,
         greeting_timeout_secs=greeting_timeout_secs,
+        auth_token=auth_token,
     )
     wall = time.monotonic() - started
     calls_by_sid: dict[str, dict[str, Any]] = {}
@@ -584,6 +586,9 @@ async def run_bench(
     database_url = config.database_url or settings.resolved_database_url
     if config.database_url:  # an in-process server must write where the records are read
         settings = settings.model_copy(update={"database_url": config.database_url})
+    if not config.url:  # an in-process server takes every level's calls
+        lines = max(settings.max_concurrent_calls, *config.concurrency)
+        settings = settings.model_copy(update={"max_concurrent_calls": lines})
     server: dict[str, Any] = {}
     levels: list[LevelRun] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -613,6 +618,7 @@ async def run_bench(
                     database_url=database_url,
                     reply_timeout_secs=config.reply_timeout_secs,
                     greeting_timeout_secs=config.greeting_timeout_secs,
+                    auth_token=settings.twilio_token,
                 )
             else:
                 level = await run_local_level(

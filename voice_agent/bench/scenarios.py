@@ -440,6 +440,7 @@ async def run_scenarios(
                     caller=caller_phone(scenario),
                     reply_timeout_secs=config.reply_timeout_secs,
                     greeting_timeout_secs=config.greeting_timeout_secs,
+                    auth_token=settings.twilio_token,
                 )
                 call = await _closed_call(store, dialled.call_sid)
                 result = grade(scenario, dialled, call, caller.heard, redact=store.redact, run=run)

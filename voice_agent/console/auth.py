@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ def load_secret_key(settings: Settings) -> bytes:
             raise ValueError("console_secret_key is too short: use at least 16 characters")
         return value.encode()
     path = Path(settings.data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -150,7 +151,7 @@ class SessionCodec:
         return hmac.compare_digest(self._login_token(str(nonce)), str(token))
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
     if not host:
         return False
     if host == "localhost" or host.endswith(".localhost"):
@@ -174,7 +175,7 @@ def cookie_secure(request: Request, policy: str) -> bool:
     if request.url.scheme == "https":
         return True
     client = request.client.host if request.client else None
-    return not (_is_loopback(request.url.hostname) and _is_loopback(client))
+    return not (is_loopback(request.url.hostname) and is_loopback(client))
 
 
 def client_ip(request: Request) -> str:
@@ -183,12 +184,18 @@ def client_ip(request: Request) -> str:
 
 
 class LoginThrottle:
-    """Slows down password guessing, per username and per client address.
+    """Slows down password guessing, per (client address, username) and per client address.
 
-    After ``max_failures`` failed logins for a key, each further attempt must wait
+    Keys are never a username alone: guesses from one address must not lock the real user out
+    from another. The per-address key catches password spraying (one password, many users).
+
+    Every login attempt is reserved with :meth:`reserve` before its password is checked: the
+    reservation counts as a failure at once (no ``await`` between the check and the count, so
+    concurrent guesses cannot all slip past), and :meth:`succeeded` takes it back when the
+    password was right. After ``max_failures`` failures for a key, each further attempt must wait
     ``base_delay * 2**(failures - max_failures)`` seconds (capped at ``max_delay``) after the
-    last failure; earlier attempts are refused (HTTP 429 with ``Retry-After``) without checking
-    the password. A key is forgotten ``window`` seconds after its last failure, or on success.
+    last one; earlier attempts are refused (HTTP 429 with ``Retry-After``) without checking the
+    password, and without counting. A key is forgotten ``window`` seconds after its last failure.
     """
 
     def __init__(
@@ -208,36 +215,57 @@ class LoginThrottle:
         self.max_keys = max_keys
         self._clock = clock
         self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, last failure)
+        self._lock = threading.Lock()  # the event loop is one thread; this covers any other
 
-    def _current(self, key: str) -> tuple[int, float]:
+    def _current(self, key: str, now: float) -> tuple[int, float]:
         count, last = self._failures.get(key, (0, 0.0))
-        if count and self._clock() - last > self.window:
+        if count and now - last > self.window:
             self._failures.pop(key, None)
             return 0, 0.0
         return count, last
 
-    def retry_after(self, keys: Iterable[str]) -> float:
-        """Seconds to wait before the next attempt may be checked (0: go ahead)."""
+    def _wait(self, keys: Iterable[str], now: float) -> float:
         wait = 0.0
-        now = self._clock()
         for key in keys:
-            count, last = self._current(key)
+            count, last = self._current(key, now)
             if count >= self.max_failures:
                 delay = min(self.max_delay, self.base_delay * 2 ** (count - self.max_failures))
                 wait = max(wait, last + delay - now)
         return max(0.0, wait)
 
-    def failed(self, keys: Iterable[str]) -> None:
-        now = self._clock()
-        for key in keys:
-            count, _ = self._current(key)
-            self._failures[key] = (count + 1, now)
-        if len(self._failures) > self.max_keys:
-            self._prune(now)
+    def retry_after(self, keys: Iterable[str]) -> float:
+        """Seconds to wait before the next attempt may be checked (0: go ahead)."""
+        with self._lock:
+            return self._wait(keys, self._clock())
 
-    def succeeded(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+    def reserve(self, keys: Iterable[str]) -> float:
+        """Claim one attempt: 0 if it may go ahead (it now counts as a failure), else the
+        seconds to wait (nothing counted)."""
+        keys = tuple(keys)
+        with self._lock:
+            now = self._clock()
+            wait = self._wait(keys, now)
+            if wait > 0:
+                return wait
+            for key in keys:
+                count, _ = self._current(key, now)
+                self._failures[key] = (count + 1, now)
+            if len(self._failures) > self.max_keys:
+                self._prune(now)
+            return 0.0
+
+    def succeeded(self, clear: Iterable[str], refund: Iterable[str] = ()) -> None:
+        """A reserved attempt had the right password: forget the ``clear`` keys, and take the
+        reservation back from the ``refund`` keys (their other failures still count)."""
+        with self._lock:
+            for key in clear:
+                self._failures.pop(key, None)
+            for key in refund:
+                count, last = self._failures.get(key, (0, 0.0))
+                if count > 1:
+                    self._failures[key] = (count - 1, last)
+                else:
+                    self._failures.pop(key, None)
 
     def _prune(self, now: float) -> None:
         for key, (_, last) in list(self._failures.items()):
@@ -248,5 +276,21 @@ class LoginThrottle:
             del self._failures[oldest]
 
 
+def address_key(ip: str) -> str:
+    """The client address as a throttle key: an IPv6 client counts as its /64 (one host
+    usually holds a whole /64), an IPv4-mapped IPv6 address as the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def throttle_keys(username: str, ip: str) -> tuple[str, str]:
-    return f"user:{username.strip().lower()}", f"ip:{ip}"
+    """(the address and username together, the address alone): never the username alone."""
+    address = address_key(ip)
+    return f"login:{address}|{username.strip().lower()}", f"address:{address}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -510,11 +511,29 @@ EXPORT_COLUMNS = (
 )
 
 
+FORMULA_START = frozenset("=+-@")
+
+
+def _insignificant(ch: str) -> bool:
+    """Whitespace and control or format characters (a spreadsheet skips or keeps them)."""
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
 def _csv_cell(value: Any) -> Any:
-    """Spreadsheets run cells that start with = + - @ as formulas: defuse them."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """Spreadsheets run cells that start with = + - @ as formulas: defuse them with a ``'``.
+
+    Looked at as a spreadsheet may: NFKC-normalised (full-width ``＝`` is ``=``), past leading
+    whitespace and control characters (`` =1+1``, ``\\n=2+2``); a cell starting with a tab, CR
+    or LF is quoted in any case.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("\t", "\r", "\n"):
         return "'" + value
-    return "" if value is None else value
+    first = next((ch for ch in unicodedata.normalize("NFKC", value) if not _insignificant(ch)), "")
+    return "'" + value if first in FORMULA_START else value
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

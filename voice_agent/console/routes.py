@@ -22,7 +22,6 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 from voice_agent.console.auth import (
     CSRF_FIELD,
@@ -38,6 +37,7 @@ from voice_agent.console.auth import (
     throttle_keys,
 )
 from voice_agent.console.charts import waterfall_svg
+from voice_agent.console.masking import mask_url
 from voice_agent.console.queries import (
     OUTCOMES,
     SORTS,
@@ -52,6 +52,8 @@ from voice_agent.settings import Settings
 
 PREFIX = "/console"
 API_PREFIX = f"{PREFIX}/api"
+DEMO_PAGE = "/"  # the browser demo, for signed-in users unless demo_public
+SESSION_COOKIE_PATH = "/"  # the console and the browser demo share the sign-in
 CALL_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 SECURITY_HEADERS = {
@@ -95,7 +97,7 @@ def _set_session_cookie(response: Response, value: str, *, secure: bool, max_age
         SESSION_COOKIE,
         value,
         max_age=max_age,
-        path=PREFIX,
+        path=SESSION_COOKIE_PATH,
         httponly=True,
         secure=secure,
         samesite="strict",
@@ -145,7 +147,8 @@ def _static(name: str) -> bytes | None:
 
 
 def masked_settings(settings: Settings) -> list[tuple[str, str, str]]:
-    """(name, value, description) of every setting, secrets shown as ``••••••``."""
+    """(name, value, description) of every setting, secrets shown as ``••••••`` (whole
+    values) or ``***`` (inside URLs)."""
     out = []
     for name, info in type(settings).model_fields.items():
         value = getattr(settings, name)
@@ -153,15 +156,10 @@ def masked_settings(settings: Settings) -> list[tuple[str, str, str]]:
             any(word in name for word in SECRET_NAMES) and value not in (None, "")
         ):
             shown = "••••••" if value not in (None, "") else "—"
-        elif name.endswith("_url") and value:
-            try:
-                shown = make_url(str(value)).render_as_string(hide_password=True)
-            except Exception:  # not a database URL: strip any user:password@ part
-                shown = re.sub(r"//[^/@]*@", "//••••••@", str(value))
-        elif isinstance(value, list):
-            shown = ", ".join(str(v) for v in value) or "—"
-        else:
-            shown = "—" if value is None else str(value)
+        elif isinstance(value, list):  # e.g. ice_servers: turn:user:password@host
+            shown = ", ".join(mask_url(str(v)) for v in value) or "—"
+        else:  # URLs (and anything shaped like one): userinfo passwords, secret parameters
+            shown = "—" if value is None else mask_url(str(value))
         out.append((name, shown, info.description or ""))
     return out
 
@@ -258,8 +256,9 @@ class Console:
 
 
 def _safe_next(value: str | None) -> str:
-    """Only a path inside the console (no //host, no scheme) may be a post-login target."""
-    inside = value == PREFIX or (value or "").startswith(PREFIX + "/")
+    """Only a path inside the console or the demo page (no //host, no scheme) may be a
+    post-login target."""
+    inside = value in (PREFIX, DEMO_PAGE) or (value or "").startswith(PREFIX + "/")
     if value and inside and "\\" not in value:
         return value
     return f"{PREFIX}/calls"
@@ -273,8 +272,8 @@ def _back_to_list(request: Request) -> str:
     return f"{PREFIX}/calls"
 
 
-def console_router(settings: Settings) -> APIRouter:
-    console = Console(settings)
+def console_router(settings: Settings, console: Console | None = None) -> APIRouter:
+    console = console or Console(settings)
     router = APIRouter(route_class=ConsoleRoute)
     signed_in = Depends(console.user)
     admin_only = Depends(console.admin)
@@ -318,8 +317,10 @@ def console_router(settings: Settings) -> APIRouter:
             return login_page(
                 request, error="This form expired. Please try again.", status=403, username=username
             )
-        keys = throttle_keys(username, client_ip(request))
-        wait = console.throttle.retry_after(keys)
+        pair, address = throttle_keys(username, client_ip(request))
+        # reserve the attempt (counted as a failure) before the password is checked, with no
+        # await in between: concurrent guesses cannot all get past the count to Argon2
+        wait = console.throttle.reserve((pair, address))
         if wait > 0:
             seconds = int(wait) + 1
             response = login_page(
@@ -331,12 +332,11 @@ def console_router(settings: Settings) -> APIRouter:
             response.headers["Retry-After"] = str(seconds)
             return response
         user = await asyncio.to_thread(console.users(request).authenticate, username, password)
-        if user is None:
-            console.throttle.failed(keys)
+        if user is None:  # the reservation stands as the failure
             return login_page(
                 request, error="Wrong username or password.", status=401, username=username
             )
-        console.throttle.succeeded(keys)
+        console.throttle.succeeded(clear=(pair,), refund=(address,))
         response = RedirectResponse(_safe_next(str(form.get("next") or "")), status_code=303)
         _set_session_cookie(
             response,
@@ -363,7 +363,7 @@ def console_router(settings: Settings) -> APIRouter:
         user: UserInfo = request.state.console_user
         await asyncio.to_thread(console.users(request).end_sessions, user.id)
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+        response.delete_cookie(SESSION_COOKIE, path=SESSION_COOKIE_PATH)
         request.state.console_cookie = None
         return response
 

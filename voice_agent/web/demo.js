@@ -83,7 +83,10 @@ async function call() {
     state.stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
-    const config = await (await fetch("/api/config")).json();
+    const configRes = await fetch("/api/config");
+    if (configRes.status === 401) { window.location = "/console/login?next=/"; return; }
+    const config = await configRes.json();
+    const authHeaders = config.csrf_token ? { [config.csrf_header]: config.csrf_token } : {};
     const pc = new RTCPeerConnection({ iceServers: config.ice_servers.map((u) => ({ urls: u })) });
     state.pc = pc;
     meter(state.stream, (level) => { $("mic-level").style.width = `${Math.min(100, level * 140)}%`; });
@@ -112,7 +115,7 @@ async function call() {
       setTimeout(resolve, 2000);
     });
     const res = await fetch("/api/offer", {
-      method: "POST", headers: { "Content-Type": "application/json" },
+      method: "POST", headers: { "Content-Type": "application/json", ...authHeaders },
       body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
     });
     if (!res.ok) throw new Error(`server refused the call: ${res.status} ${await res.text()}`);
