@@ -52,9 +52,15 @@ async def test_call_over_real_clips_is_heard_answered_and_stored(small_engines, 
     assert "IT helpdesk" in report["greeting"]["text"]
     assert report["greeting"]["audio_secs"] > 2
     assert len(report["turns"]) == 3
+    # heard over the whole call (each turn is decoded with the agent's last words as Whisper's
+    # prompt, and those depend on the small model's reply: in one clean-checkout run, one clip
+    # read 0.27 where other runs pass 0.25, "them as dinosaurs" heard as "the nurse or his")
+    references = [gold[f"clean/{clip.name}"] for clip in CLIPS]
+    heard = [turn["transcript"] for turn in report["turns"]]
+    assert wer(" ".join(references), " ".join(heard)) <= 0.2, heard
     for clip, turn in zip(CLIPS, report["turns"], strict=True):
         assert turn["error"] is None
-        assert wer(gold[f"clean/{clip.name}"], turn["transcript"]) <= 0.25, turn["transcript"]
+        assert wer(gold[f"clean/{clip.name}"], turn["transcript"]) <= 0.35, turn["transcript"]
         assert turn["reply"].strip(), turn
         assert turn["reply_audio_secs"] > 0.3 and rms(turn["reply_audio"]) > 200
         lat = turn["latency"]
