@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Request, Response, WebSocket
 from loguru import logger
+from starlette.requests import HTTPConnection
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
@@ -35,7 +36,7 @@ def public_url_for(request: Request, settings: Settings) -> str:
     return str(request.url)
 
 
-def media_stream_url(request: Request, settings: Settings) -> str:
+def media_stream_url(request: HTTPConnection, settings: Settings) -> str:
     base = settings.public_url or str(request.base_url)
     parts = urlsplit(base)
     scheme = "wss" if parts.scheme in ("https", "wss") else "ws"
@@ -80,13 +81,9 @@ def media_socket_signed(websocket: WebSocket, settings: Settings) -> bool:
     if not signature:
         return False
     validator = RequestValidator(settings.twilio_token)
-    if settings.public_url:
-        parts = urlsplit(settings.public_url)
-        scheme = "wss" if parts.scheme in ("https", "wss") else "ws"
-        urls = [f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{websocket.url.path}"]
-    else:  # as called, in both schemes: a TLS proxy in front turns wss into ws
-        called = str(websocket.url)
-        urls = [called, called.replace("ws://", "wss://", 1)]
+    url = media_stream_url(websocket, settings)  # the URL the voice webhook gave Twilio
+    # without public_url, as called in both schemes: a TLS proxy in front turns wss into ws
+    urls = [url] if settings.public_url else [url, url.replace("ws://", "wss://", 1)]
     return any(validator.validate(url, {}, signature) for url in urls)
 
 
@@ -106,8 +103,7 @@ def twilio_router(settings: Settings) -> APIRouter:
         if form is None:
             return Response("invalid signature", status_code=403)
         admission: CallAdmission = request.app.state.admission
-        if admission.active >= admission.max_calls:  # Twilio plays this instead of going silent
-            admission.refused += 1
+        if admission.refuse_if_full():  # Twilio plays this instead of going silent
             logger.warning(f"call {form.get('CallSid')} refused: all {admission.max_calls} busy")
             return Response(busy_twiml(), media_type="application/xml")
         stream = Stream(url=media_stream_url(request, settings))

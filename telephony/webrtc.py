@@ -34,7 +34,7 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from voice_agent.auto_gain import AutoGainFilter
 from voice_agent.call_admission import CallAdmission, CallRefused, CallSlot
 from voice_agent.call_runner import run_call
-from voice_agent.console.auth import CSRF_HEADER
+from voice_agent.console.auth import CSRF_HEADER, client_ip
 from voice_agent.console.routes import PREFIX as CONSOLE
 from voice_agent.console.routes import Console
 from voice_agent.live_events import LiveEvents
@@ -65,10 +65,6 @@ def offer_problem(sdp: str) -> str | None:
     if not (first.dtls and first.dtls.fingerprints):
         return "no DTLS fingerprint (a=fingerprint) for the audio"
     return None
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def webrtc_router(settings: Settings) -> APIRouter:
@@ -132,9 +128,9 @@ def webrtc_router(settings: Settings) -> APIRouter:
         if pc_id not in calls:  # a renegotiation of a live call starts no new one
             admission: CallAdmission = app.state.admission
             try:
-                slot = admission.admit("webrtc", client=client_address(request))
+                slot = admission.admit("webrtc", client=client_ip(request))
             except CallRefused as e:
-                logger.warning(f"webrtc offer from {client_address(request)} refused: {e.code}")
+                logger.warning(f"webrtc offer from {client_ip(request)} refused: {e.code}")
                 status = 503 if e.code == "at_capacity" else 429
                 headers = {"Retry-After": str(int(e.retry_after_secs or 30) + 1)}
                 raise HTTPException(status, e.reason, headers=headers) from None
@@ -163,7 +159,7 @@ def webrtc_router(settings: Settings) -> APIRouter:
                         store=app.state.store,
                         transport_name="webrtc",
                         audio_out_sample_rate=WEBRTC_OUT_RATE,
-                        caller=client_address(request),
+                        caller=client_ip(request),
                         external_id=connection.pc_id,
                         observers=[live],
                         on_turn=live.on_turn,

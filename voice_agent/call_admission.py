@@ -70,6 +70,13 @@ class CallAdmission:
     def active(self) -> int:
         return self._active
 
+    def refuse_if_full(self) -> bool:
+        """True (and counted as a refusal) when every line is busy; takes no slot."""
+        if self._active < self.max_calls:
+            return False
+        self.refused += 1
+        return True
+
     def admit(self, transport: str, client: str | None = None) -> CallSlot:
         """A slot for one call, or :class:`CallRefused`. ``client``: rate-limit this address."""
         if self._active >= self.max_calls:
