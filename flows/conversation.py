@@ -29,6 +29,7 @@ from flows import nodes, prompts
 from flows.functions import HelpdeskFunctions
 from flows.services import HelpdeskServices, Reply
 from flows.understanding import Act, understand
+from voice_agent.answer_grammar import Expected
 from voice_agent.tickets.numbers import parse_ticket_number
 
 # the questions a yes or a no answers
@@ -44,6 +45,8 @@ UNSURE_TRIAGE = 0.45  # the classifier's probability for its category below whic
 # right runbook scored 0.81-0.91 for the dev scenario openings, a wrong one up to 0.856)
 SURE_RUNBOOK = 0.86
 MAX_CHECKS = 2  # runbooks checked with the caller per call
+# the questions whose answer has a form the recogniser can be held to
+EXPECTED_ANSWERS = {"ticket_number": Expected.TICKET_NUMBER, "spell_name": Expected.SPELLING}
 
 
 class HelpdeskConversation:
@@ -59,6 +62,10 @@ class HelpdeskConversation:
     @property
     def node(self) -> str | None:
         return self.flow.current_node
+
+    def expected_answer(self) -> Expected:
+        """The form of the answer to the agent's last question, for the speech recogniser."""
+        return EXPECTED_ANSWERS.get(self.state.get("awaiting"), Expected.SPEECH)
 
     async def start(self) -> None:
         await self.flow.initialize(nodes.greeting_node(self.functions))

@@ -17,6 +17,7 @@ from flows import caller_words, prompts
 from flows.conversation import HelpdeskConversation
 from flows.runbooks import RunbookGuide
 from flows.services import HelpdeskServices
+from voice_agent.answer_grammar import Expected
 from voice_agent.pipeline import make_llm_service
 from voice_agent.storage import CallStore
 from voice_agent.tickets import make_ticket_service
@@ -200,10 +201,13 @@ async def test_ticket_status_by_number(small_engines, store, call):
     assert call.record["triage"].category == "ticket_status"
     reply = await call.say("Omar Haddad.")
     assert reply.say == prompts.ASK_TICKET_NUMBER
+    # the recogniser hears the answer under the ticket-number grammar
+    assert call.conversation.expected_answer() is Expected.TICKET_NUMBER
     spoken_digits = " ".join(ticket["number"][3:].lstrip("0"))
     reply = await call.say(f"It's I N C {spoken_digits}.")
     assert reply.say.startswith(f"Ticket {prompts.spell(ticket['number'])} is open")
     assert call.node == "wrap_up"
+    assert call.conversation.expected_answer() is Expected.SPEECH
 
     reply = await call.say("What's the status of ticket INC9999999?")
     assert reply.say == prompts.ticket_not_found("INC9999999")
@@ -404,8 +408,10 @@ async def test_the_caller_can_ask_to_hear_it_again(call):
 async def test_a_name_heard_unsure_is_spelled_and_stored_on_the_call(call):
     reply = await call.say("My printer on the third floor won't print, please open a ticket.")
     assert reply.say == prompts.ASK_NAME_FOR_TICKET
+    assert call.conversation.expected_answer() is Expected.SPEECH
     reply = await call.say("It's Angela Reese.", heard_logprob=-0.8)
     assert reply.say == prompts.ASK_SPELLING
+    assert call.conversation.expected_answer() is Expected.SPELLING
     reply = await call.say("Angela, A-N-G-E-L-A. Ruiz, R-U-I-Z.")
     (ticket,) = call.tickets()
     assert ticket["caller_name"] == "Angela Ruiz" and call.record["name"] == "Angela Ruiz"

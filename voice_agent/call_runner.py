@@ -27,6 +27,7 @@ from flows.conversation import HelpdeskConversation
 from flows.runbooks import RunbookGuide
 from flows.services import HelpdeskServices, Reply
 from voice_agent.acknowledgement import Acknowledger
+from voice_agent.answer_grammar import Expected
 from voice_agent.call_control import HUMAN_DIGIT, KeypadListener
 from voice_agent.call_records import TurnRecord, TurnRecorder
 from voice_agent.engines import Engines
@@ -131,6 +132,11 @@ async def run_call(
             fallbacks += 1
             await say("fallback", prompts.DIDNT_CATCH)
 
+    def expected_answer() -> Expected:
+        # the conversation exists before the pipeline runs, so before any audio is decoded
+        conversation = flow_turns.conversation
+        return conversation.expected_answer() if conversation is not None else Expected.SPEECH
+
     context = LLMContext()
     heard = TurnConfidence()
     stt = WhisperSTTService(
@@ -139,6 +145,8 @@ async def run_call(
         on_transcript=heard.add,
         # Whisper reads the caller's words as the answer to what the agent just said
         prompt=lambda: recognition_prompt(context.get_messages(), engines.stt.vocabulary),
+        # and to a question asking for a ticket number or a spelling, in that form
+        expecting=expected_answer,
         noise_floor_dbfs=settings.audio_noise_floor_dbfs,
     )
     note = TurnNote()

@@ -31,6 +31,14 @@ from pipecat.services.stt_service import SegmentedSTTService, STTService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.time import time_now_iso8601
 
+from voice_agent.answer_grammar import (
+    GRAMMARS,
+    SURE_LOGPROB,
+    SURER_BY,
+    AnswerGrammars,
+    Expected,
+    shaped_prompt,
+)
 from voice_agent.audio import int16_bytes_to_float
 from voice_agent.auto_gain import noise_floor
 
@@ -51,6 +59,7 @@ class Transcript:
     dropped_segments: int = 0
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    shaped: Expected | None = None  # the answer grammar the kept text was decoded under
 
 
 @dataclass(frozen=True)
@@ -135,11 +144,25 @@ class WhisperEngine:
         # CTranslate2 runs one decode at a time per worker; queue callers explicitly so the
         # wait is visible and fair rather than contending inside the library.
         self._lock = threading.Lock()
+        tokenizer = self._model.hf_tokenizer
+        self._grammars = AnswerGrammars(
+            lambda i: tokenizer.decode([i]), self._text_token_count(tokenizer)
+        )
         self.load_secs = time.perf_counter() - started
         logger.info(f"whisper loaded from {self.model_dir} in {self.load_secs:.1f}s")
 
+    @staticmethod
+    def _text_token_count(tokenizer) -> int:
+        """Text tokens come first in Whisper's vocabulary, up to end-of-text."""
+        return tokenizer.token_to_id("<|endoftext|>")
+
     def transcribe(
-        self, audio: np.ndarray, *, heard_before: str = "", prompt: str | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        heard_before: str = "",
+        prompt: str | None = None,
+        expecting: Expected = Expected.SPEECH,
     ) -> Transcript:
         """Blocking: decode float32 16 kHz mono audio to text. Call from a worker thread.
 
@@ -149,18 +172,27 @@ class WhisperEngine:
         as dinosaurs" alone comes out as "about the mess diners or it's").
 
         ``prompt`` is the conversation so far as Whisper should read it (the agent's question
-        the caller is answering); None: the deployment's ``vocabulary``."""
+        the caller is answering); None: the deployment's ``vocabulary``.
+
+        ``expecting``: the form of answer the agent asked for (``voice_agent.answer_grammar``):
+        the audio is first decoded under that form's grammar."""
         started = time.perf_counter()
         audio_secs = len(audio) / STT_SAMPLE_RATE
         if audio_secs < 0.1:
             return Transcript("", audio_secs, 0.0)
         told = (self.vocabulary if prompt is None else prompt) or None
-        decoded = self._decode(audio, heard_before, told)
-        if told and echoes_prompt(decoded.text, told):
-            # on audio it cannot make out, Whisper may write its prompt back ("Could you spell
-            # it for me, letter by letter?" heard as the caller's answer): decode it unprompted
-            logger.debug(f"STT echoed its prompt ({decoded.text!r}): decoding without it")
-            decoded = self._decode(audio, heard_before, None)
+        shaped = None
+        if expecting is not Expected.SPEECH and not heard_before:
+            shaped = self._decode_shaped(audio, told, expecting)
+        shaped_logprob = shaped.avg_logprob if shaped is not None else None
+        if shaped is not None and shaped_logprob is not None and shaped_logprob >= SURE_LOGPROB:
+            decoded = shaped
+        else:
+            decoded = self._decode_free(audio, heard_before, told)
+            free_logprob = decoded.avg_logprob if decoded.avg_logprob is not None else -99.0
+            if shaped is not None and shaped_logprob is not None:
+                if shaped_logprob >= free_logprob + SURER_BY:
+                    decoded = shaped
         text = decoded.text
         if heard_before:
             text = _after_prefix(text, heard_before)
@@ -174,9 +206,35 @@ class WhisperEngine:
             decoded.dropped,
             avg_logprob=decoded.avg_logprob if text else None,
             no_speech_prob=decoded.no_speech_prob if text else None,
+            shaped=expecting if decoded is shaped and text else None,
         )
 
-    def _decode(self, audio: np.ndarray, prefix: str, prompt: str | None) -> _Decoded:
+    def _decode_free(self, audio: np.ndarray, prefix: str, prompt: str | None) -> _Decoded:
+        decoded = self._decode(audio, prefix, prompt)
+        if prompt and echoes_prompt(decoded.text, prompt):
+            # on audio it cannot make out, Whisper may write its prompt back ("Could you spell
+            # it for me, letter by letter?" heard as the caller's answer): decode it unprompted
+            logger.debug(f"STT echoed its prompt ({decoded.text!r}): decoding without it")
+            decoded = self._decode(audio, prefix, None)
+        return decoded
+
+    def _decode_shaped(
+        self, audio: np.ndarray, prompt: str | None, expecting: Expected
+    ) -> _Decoded | None:
+        """The audio decoded under the answer grammar of ``expecting``; None when what came out
+        does not have the form (the caller said something else)."""
+        grammar = GRAMMARS[expecting]
+        told = shaped_prompt(prompt, grammar)
+        decoded = self._decode(audio, "", told, suppress=self._grammars.suppressed(expecting))
+        # the example is the grammar's to check (a ticket number's "I N C 0 0" is no echo)
+        if not grammar.fits(decoded.text) or (prompt and echoes_prompt(decoded.text, prompt)):
+            logger.debug(f"STT {expecting} reading does not fit: {decoded.text!r}")
+            return None
+        return decoded
+
+    def _decode(
+        self, audio: np.ndarray, prefix: str, prompt: str | None, suppress: list[int] | None = None
+    ) -> _Decoded:
         with self._lock:
             segments, _info = self._model.transcribe(
                 audio,
@@ -192,6 +250,7 @@ class WhisperEngine:
                 vad_filter=False,
                 prefix=prefix or None,
                 initial_prompt=prompt,
+                suppress_tokens=suppress if suppress is not None else [-1],
             )
             kept: list[str] = []
             dropped = 0
@@ -218,10 +277,15 @@ class WhisperEngine:
         )
 
     async def transcribe_async(
-        self, audio: np.ndarray, *, heard_before: str = "", prompt: str | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        heard_before: str = "",
+        prompt: str | None = None,
+        expecting: Expected = Expected.SPEECH,
     ) -> Transcript:
         return await asyncio.to_thread(
-            self.transcribe, audio, heard_before=heard_before, prompt=prompt
+            self.transcribe, audio, heard_before=heard_before, prompt=prompt, expecting=expecting
         )
 
 
@@ -320,6 +384,7 @@ class WhisperSTTService(SegmentedSTTService):
         on_empty_transcript=None,
         on_transcript: Callable[[Transcript], None] | None = None,
         prompt: Callable[[], str | None] | None = None,
+        expecting: Callable[[], Expected] | None = None,
         noise_floor_dbfs: float | None = None,
         max_unpushed_secs: float = 10.0,
         context_secs: float = 3.0,
@@ -339,6 +404,7 @@ class WhisperSTTService(SegmentedSTTService):
         self._on_empty_transcript = on_empty_transcript
         self._on_transcript = on_transcript
         self._prompt = prompt
+        self._expecting = expecting
         # the padding after a segment sounds like the line before it (the transport's floor)
         self._noise_dbfs = noise_floor_dbfs
         self._padding_rng = np.random.default_rng(1)
@@ -422,6 +488,7 @@ class WhisperSTTService(SegmentedSTTService):
                 int16_bytes_to_float(pcm),
                 heard_before=context_text,
                 prompt=self._prompt() if self._prompt is not None else None,
+                expecting=self._expecting() if self._expecting is not None else Expected.SPEECH,
             )
         except Exception as e:  # a model failure must be heard as a fallback, not dead air
             logger.exception("whisper decode failed")

@@ -317,14 +317,17 @@ def stt(
     sets: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="phone (68 real 8 kHz turns), scenarios (espeak-ng callers), clean"
+            "--set",
+            help="phone (68 real 8 kHz turns), scenarios (espeak-ng callers), tickets (ticket "
+            "numbers read by the scenario callers' voices), clean",
         ),
     ] = None,
     variant: Annotated[
         list[str] | None,
         typer.Option(
             "--variant",
-            help='Other settings decoded in the same run: "beam=5 vocabulary=off model=NAME"',
+            help='Other settings decoded in the same run: "beam=5 vocabulary=off answers=off '
+            'model=NAME"',
         ),
     ] = None,
     file: Annotated[

@@ -9,12 +9,16 @@ configured Whisper settings and vocabulary) and scores the transcripts strict an
   references) - the guard: they are real people on real phone lines, and not about IT;
 * ``scenarios``: every line the callers of a scenario file may say, spoken by their espeak-ng
   voices through a phone line (``telephony.caller_voice``);
+* ``tickets``: ticket numbers ("I N C, 0 4 1 ...") read by the voices of a scenario file's callers
+  after "What's the ticket number?", two each, the numbers drawn from a fixed seed;
 * ``clean``: the 15 clean clips with gold transcripts.
 
 Each scenario line is decoded after the question the agent asks before it (``context``, as on a
-call: ``voice_agent.stt.recognition_prompt``). Variants (``--variant "beam=5 vocabulary=off
-context=off"``) decode the same audio with other settings in the same run, so their WER and decode
-time compare directly (decode time as a ratio to the first).
+call: ``voice_agent.stt.recognition_prompt``), and a spelling or a ticket number under the answer
+grammar the agent's question sets (``answers``: ``voice_agent.answer_grammar``). Variants
+(``--variant "beam=5 vocabulary=off context=off answers=off"``) decode the same audio with other
+settings in the same run, so their WER and decode time compare directly (decode time as a ratio
+to the first).
 """
 
 from __future__ import annotations
@@ -28,12 +32,21 @@ from typing import Any
 
 import numpy as np
 
+from voice_agent.answer_grammar import Expected
 from voice_agent.bench.latency import BenchError, percentile
 from voice_agent.bench.wer import score
 
-SETS = ("phone", "scenarios", "clean")
+SETS = ("phone", "scenarios", "tickets", "clean")
 SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
-VARIANT_KEYS = {"beam": int, "vocabulary": str, "context": str, "noise": float, "model": str}
+VARIANT_KEYS = {
+    "beam": int,
+    "vocabulary": str,
+    "context": str,
+    "answers": str,
+    "noise": float,
+    "model": str,
+}
+TICKETS_PER_VOICE = 2
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class Utterance:
     samples: np.ndarray  # int16 as the line delivers it
     rate: int  # 8000 for phone audio, 16000 for the clean clips
     answers: str | None = None  # what the agent said just before (the recognition prompt)
+    expecting: Expected = Expected.SPEECH  # the form of answer that question asks for
 
 
 def agent_question(kind: str) -> str | None:
@@ -59,7 +73,16 @@ def agent_question(kind: str) -> str | None:
         "spelling": prompts.ASK_SPELLING,
         "number": "What's the best number to reach you?",
         "confirm": prompts.confirm_problem("VPN won't connect"),
+        "ticket_number": prompts.ASK_TICKET_NUMBER,
     }.get(kind)
+
+
+def expected_answer(kind: str) -> Expected:
+    """The answer grammar the agent's question before a line of this kind sets, as on a call
+    (``flows.conversation.EXPECTED_ANSWERS``)."""
+    return {"spelling": Expected.SPELLING, "ticket_number": Expected.TICKET_NUMBER}.get(
+        kind, Expected.SPEECH
+    )
 
 
 LEAD_SECS = 0.8  # a call's segment starts with the silence kept before the VAD heard speech
@@ -111,7 +134,7 @@ def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None
     """The utterances of one set, with their references."""
     from voice_agent.audio import decode_audio_file
 
-    if name == "scenarios":
+    if name in ("scenarios", "tickets"):
         from telephony.caller_voice import CallerVoice, CallerVoiceError
         from telephony.scripted_caller import ScenarioError, caller_lines, load_scenarios
         from voice_agent.bench.scenarios import DEFAULT_SCENARIOS
@@ -121,13 +144,25 @@ def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None
         except ScenarioError as e:
             raise BenchError(str(e)) from e
         out = []
+        rng = np.random.default_rng(2026)
         for scenario in found:
             try:
                 voice = CallerVoice(scenario.voice)
-                for i, (kind, line) in enumerate(caller_lines(scenario.caller)):
-                    source = f"{scenario.id}.{i}.{kind}"
+                if name == "tickets":
+                    lines = [("ticket_number", _ticket_line(rng)) for _ in range(TICKETS_PER_VOICE)]
+                else:
+                    lines = caller_lines(scenario.caller)
+                for i, (kind, line) in enumerate(lines):
                     out.append(
-                        Utterance(name, source, line, voice.say(line), 8000, agent_question(kind))
+                        Utterance(
+                            name,
+                            f"{scenario.id}.{i}.{kind}",
+                            line,
+                            voice.say(line),
+                            8000,
+                            agent_question(kind),
+                            expected_answer(kind),
+                        )
                     )
             except CallerVoiceError as e:
                 raise BenchError(f"scenario {scenario.id}: {e}") from e
@@ -148,6 +183,12 @@ def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None
     return out
 
 
+def _ticket_line(rng: np.random.Generator) -> str:
+    """A ticket number as a caller reads it: "I N C, 0 0 4 1 9 2 7." """
+    digits = " ".join(str(d) for d in rng.integers(0, 10, 7))
+    return f"I N C, {digits}."
+
+
 def parse_variant(text: str) -> dict[str, Any]:
     """``"beam=5 vocabulary=off"`` -> ``{"beam": 5, "vocabulary": "off"}``."""
     out: dict[str, Any] = {}
@@ -163,23 +204,32 @@ def parse_variant(text: str) -> dict[str, Any]:
             raise BenchError(
                 f"variant {text!r}: {key} must be a {VARIANT_KEYS[key].__name__}"
             ) from e
-    for key in ("vocabulary", "context"):
+    for key in ("vocabulary", "context", "answers"):
         if out.get(key, "on") not in ("on", "off"):
             raise BenchError(f"variant {text!r}: {key} is on or off")
     return out
 
 
 def decode_all(
-    engine: Any, utterances: list[Utterance], *, context: bool, noise_floor_dbfs: float | None
+    engine: Any,
+    utterances: list[Utterance],
+    *,
+    context: bool,
+    noise_floor_dbfs: float | None,
+    answers: bool = True,
 ) -> list[dict]:
     """Each utterance decoded as a call would: through the transports' input filter, after the
     agent's question when ``context`` (``voice_agent.stt.recognition_prompt``), else with the
-    vocabulary alone."""
+    vocabulary alone; under the question's answer grammar when ``answers``."""
     rows = []
     for u in utterances:
         audio = as_heard(u.samples, u.rate, noise_floor_dbfs)
         started = time.perf_counter()
-        result = engine.transcribe(audio, prompt=u.answers if context and u.answers else None)
+        result = engine.transcribe(
+            audio,
+            prompt=u.answers if context and u.answers else None,
+            expecting=u.expecting if answers else Expected.SPEECH,
+        )
         rows.append(
             {
                 "set": u.set,
@@ -190,6 +240,7 @@ def decode_all(
                 "audio_secs": round(len(audio) / 16000, 2),
                 "avg_logprob": result.avg_logprob,
                 "no_speech_prob": result.no_speech_prob,
+                "shaped": result.shaped,
             }
         )
     return rows
@@ -237,7 +288,10 @@ def run_stt_bench(
         engine.vocabulary = vocabulary if variant.get("vocabulary", "on") == "on" else ""
         progress(f"decoding {len(utterances)} utterances ({text or 'default'})...")
         context = variant.get("context", "on") == "on"
-        rows = decode_all(engine, utterances, context=context, noise_floor_dbfs=noise)
+        answers = variant.get("answers", "on") == "on"
+        rows = decode_all(
+            engine, utterances, context=context, noise_floor_dbfs=noise, answers=answers
+        )
         per_set = {}
         for name in sets:
             these = [r for r in rows if r["set"] == name]
@@ -254,6 +308,7 @@ def run_stt_bench(
                 "beam": engine.beam_size,
                 "vocabulary": bool(engine.vocabulary),
                 "context": context,
+                "answers": answers,
                 "noise_floor_dbfs": noise,
                 "sets": per_set,
                 "utterances": rows,
