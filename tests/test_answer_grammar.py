@@ -25,10 +25,13 @@ SPELLING = GRAMMARS[Expected.SPELLING]
     [  # what Whisper wrote under the ticket-number grammar for espeak-ng callers
         ("I N C 2 1 6 7 0 1 4", True),
         ("I N C, 0 0 0 5 1 2 8 3.", True),  # zero-padded numbers have runs of zeros
+        ("I N C 0 0 0 0 0 0 1", True),
+        ("I N C, 0 0 0 0 0 0 0 0 0 1.", True),  # zeros miscounted: the padding absorbs them
         ("3 0", False),  # "No." forced into digits
         ("5. 5. 5. 5. 5. 5. 5. 5. 5. 5.", False),  # a decoding loop
+        ("5, 5, 5, 5, 5, 5, 5", False),
         ("3 0, 5, 5, 5, 5, 5, 5, 5, 5, 5", False),
-        ("I N C 0 0 4 7 1 9 2", False),  # the example written back
+        ("I N C 2 0 4 7 1 9 5", False),  # the example written back
     ],
 )
 def test_a_ticket_number_reading_must_have_the_form(text, fits):
@@ -54,7 +57,7 @@ def test_the_grammars_keep_only_the_tokens_of_their_form():
     kept = lambda expected: [  # noqa: E731
         t for i, t in enumerate(vocabulary) if i not in grammars.suppressed(expected)
     ]
-    assert kept(Expected.TICKET_NUMBER) == [" 4", "17", " I", "N", "C", ","]
+    assert kept(Expected.TICKET_NUMBER) == [" 4", ","]
     assert kept(Expected.SPELLING) == [" I", "N", "C", ",", " Ruiz", "iz", " R"]
     # faster-whisper extends the list it is given: each call hands out a fresh one
     grammars.suppressed(Expected.SPELLING).append(-5)

@@ -16,9 +16,11 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.conftest import CLEAN, TELEPHONY, gold_transcripts
+from voice_agent.answer_grammar import Expected
 from voice_agent.audio import AudioDecodeError, decode_audio_file, write_wav
 from voice_agent.auto_gain import AutoGainFilter
 from voice_agent.stt import (
+    HeardTurn,
     Transcript,
     TurnConfidence,
     WhisperSTTService,
@@ -74,6 +76,9 @@ def test_repetition_loops_are_collapsed():
     assert collapse_repetitions(heard) == "Hi, it's Karin Walsh from the warehouse. Non"
     for word in ("Mississippi", "bananas", "cocoa", "INC0000001", "000000000000", "hahaha"):
         assert collapse_repetitions(word) == word
+    # a ticket number read out digit by digit is no loop; a digit looping past that is
+    assert collapse_repetitions("I N C 0 0 0 0 0 0 1") == "I N C 0 0 0 0 0 0 1"
+    assert collapse_repetitions("5, " * 12 + "5") == "5, " * 6 + "5,"
 
 
 @pytest.mark.parametrize(
@@ -216,8 +221,10 @@ async def test_the_input_filter_lays_a_quiet_steady_noise_floor_under_digital_si
 
 def test_the_confidence_of_a_turn_is_its_least_sure_transcript():
     heard = TurnConfidence()
-    assert heard.take() is None
+    assert heard.take() == HeardTurn(None, None)
     heard.add(Transcript("yes", 1.0, 0.1, avg_logprob=-0.2))
     heard.add(Transcript("it still crushes", 1.0, 0.1, avg_logprob=-0.9))
     heard.add(Transcript("", 1.0, 0.1))  # nothing heard: no confidence to count
-    assert heard.take() == -0.9 and heard.take() is None
+    assert heard.take() == HeardTurn(-0.9, None) and heard.take() == HeardTurn(None, None)
+    heard.add(Transcript("I N C 1 2 3 4", 1.0, 0.1, -0.1, shaped=Expected.TICKET_NUMBER))
+    assert heard.take() == HeardTurn(-0.1, Expected.TICKET_NUMBER)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from flows import prompts
+from telephony.caller_voice import CallerVoice
 from tests.conftest import CLEAN, gold_transcripts, small_settings
 from tests.test_audio_and_stt import wer
 from voice_agent.audio import decode_audio_file, write_wav
@@ -290,3 +291,27 @@ async def test_a_caller_who_speaks_pii_leaves_none_of_it_in_the_stored_transcrip
         assert leak not in raw, (leak, stored)  # ...and none of it was stored
     if "password is" in heard.lower():  # Whisper sometimes hears "my pass were to ..."
         assert "sunflower" not in raw, stored
+
+
+async def test_a_ticket_number_read_out_is_heard_under_its_grammar(small_engines, store, tmp_path):
+    """After "What's the ticket number?" the caller's digits are decoded under the
+    ticket-number grammar (``voice_agent.answer_grammar``), and the call record says so."""
+    number = store.open_ticket(summary="My monitor flickers all the time.", category="hardware")
+    asked = synthesize_utterances(
+        ["Hi, I'm calling to check on my ticket, what's happening with it?", "It's Omar Haddad."],
+        small_engines,
+        tmp_path / "caller",
+    )
+    # the number read by another voice, over an 8 kHz phone line
+    line = f"I N C, {' '.join(number[3:])}."
+    read = write_wav(tmp_path / "caller" / "number.wav", CallerVoice("en-us+m3").say(line), 8000)
+    report = await simulate_call(
+        [*asked, read], engines=small_engines, store=store, out_dir=tmp_path
+    )
+    heard = [(t["transcript"], t["reply"]) for t in report["turns"]]
+    _, asked_number, answered = report["turns"]
+    assert asked_number["reply"].endswith(prompts.ASK_TICKET_NUMBER), heard
+    assert f"Ticket {prompts.spell(number)} is open" in answered["reply"], heard
+    greeting, *caller_turns = store.get_call(report["call_id"])["turns"]
+    assert caller_turns[-1]["understood"]["heard_as"] == "ticket_number"
+    assert "heard_as" not in caller_turns[0]["understood"]  # an ordinary turn is heard freely

@@ -89,7 +89,8 @@ class TurnRecord:
     completion_tokens: int | None = None
     # runbook articles the reply was grounded on: [{"path", "title", "section", "score"}]
     citations: list[dict[str, Any]] = field(default_factory=list)
-    # what the caller's words were understood to do: {"act", "confidence", "by", "heard_logprob"}
+    # what the caller's words were understood to do: {"act", "confidence", "by", "heard_logprob",
+    # "heard_as": the answer grammar the words were decoded under}
     understood: dict[str, Any] | None = None
     stages: dict[str, float] = field(default_factory=dict)
 

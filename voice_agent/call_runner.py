@@ -146,7 +146,7 @@ async def run_call(
         # Whisper reads the caller's words as the answer to what the agent just said
         prompt=lambda: recognition_prompt(context.get_messages(), engines.stt.vocabulary),
         # and to a question asking for a ticket number or a spelling, in that form
-        expecting=expected_answer,
+        expecting=expected_answer if settings.stt_answer_grammars else None,
         noise_floor_dbfs=settings.audio_noise_floor_dbfs,
     )
     note = TurnNote()
@@ -253,7 +253,7 @@ async def run_call(
     flow_turns = HelpdeskFlowProcessor(
         None,  # set below, once the flow manager has its worker
         note,
-        heard_logprob=heard.take,
+        heard=heard.take,
         on_reply=on_reply,
         on_say=lambda text: recorder.open_bot_turn("reply", text),
         transfer=transfer_call,

@@ -20,6 +20,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from flows import prompts
 from flows.conversation import HelpdeskConversation
 from flows.services import Reply
+from voice_agent.stt import HeardTurn
 
 
 @dataclass
@@ -39,7 +40,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
         conversation: HelpdeskConversation,
         note: TurnNote,
         *,
-        heard_logprob: Callable[[], float | None] = lambda: None,
+        heard: Callable[[], HeardTurn] = HeardTurn,
         on_reply: Callable[[Reply], None] = lambda reply: None,
         on_say: Callable[[str], Awaitable[None]] | None = None,
         transfer: Callable[[], Awaitable[None]] | None = None,
@@ -48,7 +49,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
         super().__init__()
         self.conversation = conversation
         self._note = note
-        self._heard_logprob = heard_logprob
+        self._heard = heard
         self._on_reply = on_reply
         self._on_say = on_say
         self._transfer = transfer
@@ -68,15 +69,17 @@ class HelpdeskFlowProcessor(FrameProcessor):
             return
         self._handled_user_turns = user_turns
         said = last_user_text(messages)
-        heard_logprob = self._heard_logprob()
+        heard = self._heard()
         try:
-            reply = await self.conversation.handle(said, heard_logprob=heard_logprob)
+            reply = await self.conversation.handle(said, heard_logprob=heard.logprob)
         except Exception as e:  # the caller hears something, never dead air
             logger.exception(f"conversation failed on {said!r}")
             reply = Reply(say=prompts.TROUBLE, error=f"flow_failed:{type(e).__name__}")
         self._note.text = reply.note
-        if heard_logprob is not None:
-            reply.understood["heard_logprob"] = heard_logprob
+        if heard.logprob is not None:
+            reply.understood["heard_logprob"] = heard.logprob
+        if heard.shaped is not None:  # decoded under the grammar of the answer asked for
+            reply.understood["heard_as"] = heard.shaped.value
         self._on_reply(reply)
         if reply.say is None:
             await self.push_frame(frame, direction)  # the model answers

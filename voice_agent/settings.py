@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     stt_vocabulary_terms: list[str] = Field(
         default_factory=list, description='more terms first, e.g. ["Workday", "Citrix", "SAP"]'
     )
+    stt_answer_grammars: bool = Field(
+        default=True,
+        description=(
+            "hear a ticket number or a spelled name, when the agent has asked for one, under a "
+            "grammar of that form first (voice_agent.answer_grammar)"
+        ),
+    )
 
     llm_backend: Literal["local", "openai"] = "local"
     llm_model: str = "qwen2.5-coder-1.5b"

@@ -91,9 +91,13 @@ def _bare(word: str) -> str:
 _LOOP_IN_A_WORD = re.compile(r"([^\W\d_]{2,4}?)\1{5,}", re.IGNORECASE)
 
 
+DIGIT_REPEATS = 7  # a digit read out alone may repeat: "I N C 0 0 0 0 0 0 1" has six zeros
+
+
 def collapse_repetitions(text: str, max_repeats: int = 3) -> str:
     """Cut a Whisper repetition loop ("the the the ...", a looping phrase, or one syllable
-    looping inside a word) down to its start."""
+    looping inside a word) down to its start; a single digit may repeat ``DIGIT_REPEATS``
+    times."""
     text = _LOOP_IN_A_WORD.sub(lambda m: m.group(1), text)
     words = text.split()
     for n in range(1, 7):
@@ -105,8 +109,9 @@ def collapse_repetitions(text: str, max_repeats: int = 3) -> str:
             while j + n <= len(words) and [_bare(w) for w in words[j : j + n]] == gram:
                 repeats += 1
                 j += n
-            if repeats > max_repeats:
-                words = words[: i + n * max_repeats] + words[j:]
+            limit = DIGIT_REPEATS if n == 1 and gram[0].isdigit() else max_repeats
+            if repeats > limit:
+                words = words[: i + n * limit] + words[j:]
             i += 1
     return " ".join(words)
 
@@ -225,7 +230,9 @@ class WhisperEngine:
         does not have the form (the caller said something else)."""
         grammar = GRAMMARS[expecting]
         told = shaped_prompt(prompt, grammar)
-        decoded = self._decode(audio, "", told, suppress=self._grammars.suppressed(expecting))
+        decoded = self._decode(
+            audio, grammar.prefix, told, suppress=self._grammars.suppressed(expecting)
+        )
         # the example is the grammar's to check (a ticket number's "I N C 0 0" is no echo)
         if not grammar.fits(decoded.text) or (prompt and echoes_prompt(decoded.text, prompt)):
             logger.debug(f"STT {expecting} reading does not fit: {decoded.text!r}")
@@ -338,21 +345,34 @@ def _after_prefix(text: str, prefix: str) -> str:
     return " ".join(words[end:])
 
 
+@dataclass(frozen=True)
+class HeardTurn:
+    """How a caller turn was heard: ``logprob``, the lowest mean token log-probability of its
+    transcripts (None: nothing heard); ``shaped``, the answer grammar a transcript of it was
+    decoded under (None: heard freely)."""
+
+    logprob: float | None = None
+    shaped: Expected | None = None
+
+
 class TurnConfidence:
-    """How sure Whisper was of what the caller said in this turn: the lowest mean token
-    log-probability of the transcripts pushed since the conversation last asked (``take``)."""
+    """How sure Whisper was of what the caller said in this turn, from the transcripts pushed
+    since the conversation last asked (``take``)."""
 
     def __init__(self) -> None:
         self._logprobs: list[float] = []
+        self._shaped: Expected | None = None
 
     def add(self, transcript: Transcript) -> None:
         if transcript.avg_logprob is not None:
             self._logprobs.append(transcript.avg_logprob)
+        self._shaped = self._shaped or transcript.shaped
 
-    def take(self) -> float | None:
-        worst = min(self._logprobs) if self._logprobs else None
+    def take(self) -> HeardTurn:
+        heard = HeardTurn(min(self._logprobs) if self._logprobs else None, self._shaped)
         self._logprobs.clear()
-        return worst
+        self._shaped = None
+        return heard
 
 
 class WhisperSTTService(SegmentedSTTService):
