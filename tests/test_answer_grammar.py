@@ -12,7 +12,14 @@ from flows import prompts
 from flows.caller_words import spelled_words
 from telephony.caller_voice import CallerVoice
 from tests.conftest import TELEPHONY
-from voice_agent.answer_grammar import GRAMMARS, AnswerGrammars, Expected, shaped_prompt
+from voice_agent.answer_grammar import (
+    GRAMMARS,
+    AnswerGrammars,
+    Expected,
+    shaped_prompt,
+    sure_enough,
+    surer,
+)
 from voice_agent.bench.stt import as_heard
 from voice_agent.tickets.numbers import parse_ticket_number
 
@@ -64,6 +71,12 @@ def test_the_grammars_keep_only_the_tokens_of_their_form():
     assert -5 not in grammars.suppressed(Expected.SPELLING)
     assert shaped_prompt(prompts.ASK_TICKET_NUMBER, TICKET).endswith(TICKET.example)
     assert shaped_prompt(None, SPELLING) is None
+
+
+def test_a_shaped_reading_is_kept_when_sure_or_clearly_surer():
+    assert sure_enough(-0.2) and not sure_enough(-0.7) and not sure_enough(None)
+    assert surer(-0.6, -0.8) and not surer(-0.6, -0.65) and surer(-0.6, None)
+    assert not surer(None, -2.0)
 
 
 def _phone(voice: str, line: str):

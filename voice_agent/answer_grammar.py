@@ -118,6 +118,18 @@ class AnswerGrammars:
         return list(self._suppressed[expected])
 
 
+def sure_enough(shaped_logprob: float | None) -> bool:
+    """A shaped reading Whisper was sure of is kept without a free decode."""
+    return shaped_logprob is not None and shaped_logprob >= SURE_LOGPROB
+
+
+def surer(shaped_logprob: float | None, free_logprob: float | None) -> bool:
+    """Whether a shaped reading is clearly surer than the free reading of the same audio."""
+    if shaped_logprob is None:
+        return False
+    return free_logprob is None or shaped_logprob >= free_logprob + SURER_BY
+
+
 def shaped_prompt(prompt: str | None, grammar: Grammar) -> str | None:
     """The agent's question, then an example answer of the form when the grammar has one."""
     return " ".join(p for p in (prompt, grammar.example) if p) or None

@@ -33,11 +33,11 @@ from pipecat.utils.time import time_now_iso8601
 
 from voice_agent.answer_grammar import (
     GRAMMARS,
-    SURE_LOGPROB,
-    SURER_BY,
     AnswerGrammars,
     Expected,
     shaped_prompt,
+    sure_enough,
+    surer,
 )
 from voice_agent.audio import int16_bytes_to_float
 from voice_agent.auto_gain import noise_floor
@@ -189,15 +189,12 @@ class WhisperEngine:
         shaped = None
         if expecting is not Expected.SPEECH and not heard_before:
             shaped = self._decode_shaped(audio, told, expecting)
-        shaped_logprob = shaped.avg_logprob if shaped is not None else None
-        if shaped is not None and shaped_logprob is not None and shaped_logprob >= SURE_LOGPROB:
+        if shaped is not None and sure_enough(shaped.avg_logprob):
             decoded = shaped
         else:
             decoded = self._decode_free(audio, heard_before, told)
-            free_logprob = decoded.avg_logprob if decoded.avg_logprob is not None else -99.0
-            if shaped is not None and shaped_logprob is not None:
-                if shaped_logprob >= free_logprob + SURER_BY:
-                    decoded = shaped
+            if shaped is not None and surer(shaped.avg_logprob, decoded.avg_logprob):
+                decoded = shaped
         text = decoded.text
         if heard_before:
             text = _after_prefix(text, heard_before)
