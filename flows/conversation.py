@@ -46,7 +46,7 @@ UNSURE_TRIAGE = 0.45  # the classifier's probability for its category below whic
 SURE_RUNBOOK = 0.86
 MAX_CHECKS = 2  # runbooks checked with the caller per call
 # the questions whose answer has a form the recogniser can be held to
-EXPECTED_ANSWERS = {"ticket_number": Expected.TICKET_NUMBER, "spell_name": Expected.SPELLING}
+EXPECTED_ANSWERS = {"ticket_number": Expected.TICKET_NUMBER}
 
 
 class HelpdeskConversation:

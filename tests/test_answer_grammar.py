@@ -1,4 +1,4 @@
-"""Answers of a known form (a ticket number, a spelling) decoded under a grammar.
+"""Answers of a known form (a ticket number) decoded under a grammar.
 
 The grammar checks are pure; the decodes run the real whisper-base on espeak-ng voices through
 an 8 kHz phone line, as the scenario bench's callers speak.
@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 
 from flows import prompts
-from flows.caller_words import spelled_words
 from telephony.caller_voice import CallerVoice
-from tests.conftest import TELEPHONY
 from voice_agent.answer_grammar import (
     GRAMMARS,
     AnswerGrammars,
@@ -24,7 +22,6 @@ from voice_agent.bench.stt import as_heard
 from voice_agent.tickets.numbers import parse_ticket_number
 
 TICKET = GRAMMARS[Expected.TICKET_NUMBER]
-SPELLING = GRAMMARS[Expected.SPELLING]
 
 
 @pytest.mark.parametrize(
@@ -45,32 +42,18 @@ def test_a_ticket_number_reading_must_have_the_form(text, fits):
     assert TICKET.fits(text) is fits
 
 
-@pytest.mark.parametrize(
-    "text, fits",
-    [
-        ("Tyler, T-Y-L-E-R. Rook, D-R-O-O-K-F.", True),
-        ("Paul, B.L. Young, Why O.N.P.", True),
-        ("I, I, I, I, I, I, I, I,", False),  # a loop on the caller's first name
-        ("Can You Just Use My Email", False),  # words, not letters
-    ],
-)
-def test_a_spelling_reading_must_have_letters(text, fits):
-    assert SPELLING.fits(text) is fits
-
-
 def test_the_grammars_keep_only_the_tokens_of_their_form():
-    vocabulary = [" the", " 4", "17", " I", "N", "C", ",", " time", " Ruiz", "iz", " R", "..."]
+    vocabulary = [" the", " 4", "17", " I", "N", "C", ",", " time", "5", " R", "..."]
     grammars = AnswerGrammars(lambda i: vocabulary[i], len(vocabulary))
     kept = lambda expected: [  # noqa: E731
         t for i, t in enumerate(vocabulary) if i not in grammars.suppressed(expected)
     ]
-    assert kept(Expected.TICKET_NUMBER) == [" 4", ","]
-    assert kept(Expected.SPELLING) == [" I", "N", "C", ",", " Ruiz", "iz", " R"]
+    assert kept(Expected.TICKET_NUMBER) == [" 4", ",", "5"]
     # faster-whisper extends the list it is given: each call hands out a fresh one
-    grammars.suppressed(Expected.SPELLING).append(-5)
-    assert -5 not in grammars.suppressed(Expected.SPELLING)
+    grammars.suppressed(Expected.TICKET_NUMBER).append(-5)
+    assert -5 not in grammars.suppressed(Expected.TICKET_NUMBER)
     assert shaped_prompt(prompts.ASK_TICKET_NUMBER, TICKET).endswith(TICKET.example)
-    assert shaped_prompt(None, SPELLING) is None
+    assert shaped_prompt(None, TICKET) == TICKET.example
 
 
 def test_a_shaped_reading_is_kept_when_sure_or_clearly_surer():
@@ -96,28 +79,11 @@ def test_a_ticket_number_is_heard_under_its_grammar(small_engines):
     assert free.shaped is None and heard.avg_logprob > free.avg_logprob
 
 
-@pytest.mark.parametrize(
-    "expecting, question",
-    [
-        (Expected.TICKET_NUMBER, prompts.ASK_TICKET_NUMBER),
-        (Expected.SPELLING, prompts.ASK_SPELLING),
-    ],
-)
-def test_an_answer_of_another_form_is_heard_freely(small_engines, expecting, question):
-    """A caller who answers something else is not forced into digits or letters."""
+def test_an_answer_of_another_form_is_heard_freely(small_engines):
+    """A caller who answers something else is not forced into digits."""
     audio = _phone("en-us", "Sorry, I don't have it with me.")
-    heard = small_engines.stt.transcribe(audio, prompt=question, expecting=expecting)
+    heard = small_engines.stt.transcribe(
+        audio, prompt=prompts.ASK_TICKET_NUMBER, expecting=Expected.TICKET_NUMBER
+    )
     assert heard.shaped is None
     assert "have it with me" in heard.text
-
-
-def test_a_real_callers_spelling_is_heard_under_its_grammar(small_engines):
-    """A real caller on an 8 kHz line ("uh and my last name is t u r n v")."""
-    from voice_agent.audio import decode_audio_file
-
-    clip = decode_audio_file(TELEPHONY / "spokenwoz_SNG0480_user_turn13.wav", 8000).samples
-    heard = small_engines.stt.transcribe(
-        as_heard(clip, 8000, -60.0), prompt=prompts.ASK_SPELLING, expecting=Expected.SPELLING
-    )
-    assert heard.shaped is Expected.SPELLING
-    assert spelled_words(heard.text)[0].startswith("turnv")

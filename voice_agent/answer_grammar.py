@@ -1,10 +1,9 @@
 """The shape of the answer the agent has just asked for, as a grammar for Whisper's decoder.
 
-After "What's the ticket number? It starts with I N C." or "Could you spell your name for me,
-letter by letter?" the caller's answer has a known form: letters and digits, or letters and the
-name words they spell. Telephone IVRs recognise such answers with a grammar; Whisper has none, and
-over an 8 kHz line it writes what English text makes likely instead ("I N C, 3D time, 446 time"
-for "I N C 3 8 5 4 4 6 5", "See you in the next video" for "Ian, I A N"). Its decoder can still be
+After "What's the ticket number? It starts with I N C." the caller's answer has a known form: the
+prefix and seven digits. Telephone IVRs recognise such answers with a digits grammar; Whisper has
+none, and over an 8 kHz line it writes what English text makes likely instead ("I N C, 3D time,
+446 time" for "I N C 3 8 5 4 4 6 5"). Its decoder can still be
 kept to the tokens a form may use: every other token of the vocabulary is suppressed
 (faster-whisper's ``suppress_tokens``), a short example of the form follows the agent's question
 in the prompt, and a fixed start is forced. A ticket-number answer is therefore written as
@@ -12,7 +11,7 @@ in the prompt, and a fixed start is forced. A ticket-number answer is therefore 
 number that starts with it), and nothing else the caller said around it is kept.
 
 A caller may answer something else ("I don't have it with me"): a shaped transcript is kept only
-when it has the form (enough digits or letters, no loop, not the example written back) and
+when it has the form (enough digits, no loop, not the example written back) and
 Whisper was sure of it; otherwise the answer is decoded freely as well and the shaped reading is
 kept only when Whisper was clearly surer of it than of the free one. Measured offline on espeak-ng
 callers through an 8 kHz line (``voice-agent bench stt --set tickets --set scenarios --variant
@@ -32,7 +31,6 @@ class Expected(StrEnum):
 
     SPEECH = "speech"  # anything: no grammar
     TICKET_NUMBER = "ticket_number"  # "I N C 0 0 1 2 3 4 5"
-    SPELLING = "spelling"  # "Angela, A N G E L A. Ruiz, R U I Z."
 
 
 # Kept without a second, free decode when Whisper's mean token log-probability is at least this:
@@ -51,7 +49,7 @@ class Grammar:
     allowed: re.Pattern[str]  # a vocabulary token (as decoded, with its leading space) it may use
     example: str  # read after the agent's question: Whisper writes the answer the same way
     prefix: str  # the answer's fixed start, forced: the grammar then covers only what follows
-    min_items: int  # at least this many digits or single letters
+    min_items: int  # at least this many items (digits)
     item: re.Pattern[str]
     max_run: int  # more of one word in a row than this, to the end, is a decoding loop
 
@@ -92,17 +90,6 @@ GRAMMARS: dict[Expected, Grammar] = {
         item=re.compile(r"[0-9]"),
         max_run=6,  # INC0000001 has six zeros in a row
     ),
-    Expected.SPELLING: Grammar(
-        Expected.SPELLING,
-        # single capital letters, the capitalised words they spell ("Ruiz, R U I Z"), the rest
-        # of such a word (pieces with no leading space) and the separators callers' letters get
-        allowed=re.compile(r" ?[A-Z]|,|\.|-| ,| [A-Z][a-z]+|[a-z]+"),
-        example="",  # an example name is written back for a name Whisper cannot make out
-        prefix="",
-        min_items=3,
-        item=re.compile(r"(?<![A-Za-z'])[A-Z](?![A-Za-z'])"),
-        max_run=2,  # "Callum, C A L L U M"; "I, I, I, I" is a loop
-    ),
 }
 
 
@@ -133,3 +120,10 @@ def surer(shaped_logprob: float | None, free_logprob: float | None) -> bool:
 def shaped_prompt(prompt: str | None, grammar: Grammar) -> str | None:
     """The agent's question, then an example answer of the form when the grammar has one."""
     return " ".join(p for p in (prompt, grammar.example) if p) or None
+
+
+# A spelling grammar (single capitals and the name words they spell) was tried and dropped: on the
+# 20 dev callers' spelled names it lowered WER from 70 % to 59 % offline, but no name came out
+# right either way (espeak-ng's letters over a phone line: "G" heard as "D", "S" as "F"), and on
+# calls the second, free decode it often needed made the answer after a spelling 1.1 s slower
+# (p50 2.88 s against 1.76 s, `voice-agent bench scenarios`, 2026-12-02).

@@ -14,8 +14,8 @@ configured Whisper settings and vocabulary) and scores the transcripts strict an
 * ``clean``: the 15 clean clips with gold transcripts.
 
 Each scenario line is decoded after the question the agent asks before it (``context``, as on a
-call: ``voice_agent.stt.recognition_prompt``), and a spelling or a ticket number under the answer
-grammar the agent's question sets (``answers``: ``voice_agent.answer_grammar``). Variants
+call: ``voice_agent.stt.recognition_prompt``), and a ticket number under the answer grammar the
+agent's question sets (``answers``: ``voice_agent.answer_grammar``). Variants
 (``--variant "beam=5 vocabulary=off context=off answers=off"``) decode the same audio with other
 settings in the same run, so their WER and decode time compare directly (decode time as a ratio
 to the first).
@@ -80,9 +80,7 @@ def agent_question(kind: str) -> str | None:
 def expected_answer(kind: str) -> Expected:
     """The answer grammar the agent's question before a line of this kind sets, as on a call
     (``flows.conversation.EXPECTED_ANSWERS``)."""
-    return {"spelling": Expected.SPELLING, "ticket_number": Expected.TICKET_NUMBER}.get(
-        kind, Expected.SPEECH
-    )
+    return {"ticket_number": Expected.TICKET_NUMBER}.get(kind, Expected.SPEECH)
 
 
 LEAD_SECS = 0.8  # a call's segment starts with the silence kept before the VAD heard speech
