@@ -3,19 +3,19 @@
 After "What's the ticket number? It starts with I N C." the caller's answer has a known form: the
 prefix and seven digits. Telephone IVRs recognise such answers with a digits grammar; Whisper has
 none, and over an 8 kHz line it writes what English text makes likely instead ("I N C, 3D time,
-446 time" for "I N C 3 8 5 4 4 6 5"). Its decoder can still be
-kept to the tokens a form may use: every other token of the vocabulary is suppressed
-(faster-whisper's ``suppress_tokens``), a short example of the form follows the agent's question
-in the prompt, and a fixed start is forced. A ticket-number answer is therefore written as
-"I N C" and the digits heard, whether or not the caller said the prefix (the agent asked for a
-number that starts with it), and nothing else the caller said around it is kept.
+446 time" for "I N C 3 8 5 4 4 6 5"). Its decoder can still be kept to the tokens a form may use:
+every other token of the vocabulary is suppressed (faster-whisper's ``suppress_tokens``), a short
+example of the form follows the agent's question in the prompt, and a fixed start is forced. A
+ticket-number answer is therefore written as "I N C" and the digits heard, whether or not the
+caller said the prefix (the agent asked for a number that starts with it), and nothing else the
+caller said around it is kept.
 
 A caller may answer something else ("I don't have it with me"): a shaped transcript is kept only
-when it has the form (enough digits, no loop, not the example written back) and
-Whisper was sure of it; otherwise the answer is decoded freely as well and the shaped reading is
-kept only when Whisper was clearly surer of it than of the free one. Measured offline on espeak-ng
-callers through an 8 kHz line (``voice-agent bench stt --set tickets --set scenarios --variant
-answers=off --variant ""``): see the README's figures.
+when it has the form (enough digits, no loop, not the example written back) and Whisper was sure
+of it; otherwise the answer is decoded freely as well and the shaped reading is kept only when
+Whisper was clearly surer of it than of the free one. Measured on espeak-ng callers through an
+8 kHz line (``voice-agent bench stt --set tickets --variant answers=off --variant ""``): see the
+README's figures.
 """
 
 from __future__ import annotations
