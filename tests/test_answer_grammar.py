@@ -6,6 +6,9 @@ an 8 kHz phone line, as the scenario bench's callers speak.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from flows import prompts
@@ -87,3 +90,29 @@ def test_an_answer_of_another_form_is_heard_freely(small_engines):
     )
     assert heard.shaped is None
     assert "have it with me" in heard.text
+
+
+def test_the_stt_bench_reads_ticket_numbers_and_compares_the_grammar_on_and_off(small_engines):
+    """``voice-agent bench stt --set tickets --variant answers=off``: the same audio decoded
+    with and without the grammar."""
+    from voice_agent.bench.stt import BenchError, decode_all, load_set, parse_variant
+
+    scenarios = Path(__file__).parent / "data" / "scenarios.jsonl"
+    tickets = load_set("tickets", scenarios=scenarios)
+    assert len(tickets) == 2 * len(scenarios.read_text().splitlines())
+    assert [u.reference for u in tickets] == [
+        u.reference for u in load_set("tickets", scenarios=scenarios)
+    ]  # a fixed seed: the same numbers every run
+    first = tickets[0]
+    assert re.fullmatch(r"I N C, (\d ){6}\d\.", first.reference)
+    assert first.expecting is Expected.TICKET_NUMBER
+    assert first.answers == prompts.ASK_TICKET_NUMBER
+    assert parse_variant("answers=off beam=1") == {"answers": "off", "beam": 1}
+    with pytest.raises(BenchError, match="answers is on or off"):
+        parse_variant("answers=maybe")
+    on, off = (
+        decode_all(small_engines.stt, tickets[:2], context=True, noise_floor_dbfs=-60.0, answers=a)
+        for a in (True, False)
+    )
+    assert {row["shaped"] for row in off} == {None}
+    assert "ticket_number" in {row["shaped"] for row in on}

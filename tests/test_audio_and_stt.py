@@ -226,5 +226,7 @@ def test_the_confidence_of_a_turn_is_its_least_sure_transcript():
     heard.add(Transcript("it still crushes", 1.0, 0.1, avg_logprob=-0.9))
     heard.add(Transcript("", 1.0, 0.1))  # nothing heard: no confidence to count
     assert heard.take() == HeardTurn(-0.9, None) and heard.take() == HeardTurn(None, None)
-    heard.add(Transcript("I N C 1 2 3 4", 1.0, 0.1, -0.1, shaped=Expected.TICKET_NUMBER))
+    heard.add(
+        Transcript("I N C 1 2 3 4", 1.0, 0.1, avg_logprob=-0.1, shaped=Expected.TICKET_NUMBER)
+    )
     assert heard.take() == HeardTurn(-0.1, Expected.TICKET_NUMBER)

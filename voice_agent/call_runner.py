@@ -145,7 +145,7 @@ async def run_call(
         on_transcript=heard.add,
         # Whisper reads the caller's words as the answer to what the agent just said
         prompt=lambda: recognition_prompt(context.get_messages(), engines.stt.vocabulary),
-        # and to a question asking for a ticket number or a spelling, in that form
+        # and to "What's the ticket number?" under the ticket-number grammar
         expecting=expected_answer if settings.stt_answer_grammars else None,
         noise_floor_dbfs=settings.audio_noise_floor_dbfs,
     )
