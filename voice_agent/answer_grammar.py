@@ -45,7 +45,6 @@ SURER_BY = 0.1
 class Grammar:
     """The tokens an answer of one form may use, and how to tell a transcript has that form."""
 
-    expected: Expected
     allowed: re.Pattern[str]  # a vocabulary token (as decoded, with its leading space) it may use
     example: str  # read after the agent's question: Whisper writes the answer the same way
     prefix: str  # the answer's fixed start, forced: the grammar then covers only what follows
@@ -79,7 +78,6 @@ class Grammar:
 
 GRAMMARS: dict[Expected, Grammar] = {
     Expected.TICKET_NUMBER: Grammar(
-        Expected.TICKET_NUMBER,
         # after the forced "I N C": single digits, commas and full stops. With the letters
         # allowed anywhere, espeak-ng's "five" and "nine" came out as "I" and "N"; with digit
         # runs allowed, "7 7" came out as "77" and was lost.
