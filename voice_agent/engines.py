@@ -19,6 +19,7 @@ from flows.prompts import system_prompt
 from models.store import resolve
 from voice_agent.acknowledgement import ACKNOWLEDGEMENTS
 from voice_agent.dialogue_acts import DialogueActClassifier
+from voice_agent.knowledge.caller_terms import CallerTerms, CallerTermsError
 from voice_agent.knowledge.retriever import HybridRetriever
 from voice_agent.knowledge.store import KnowledgeError, KnowledgeStore
 from voice_agent.llm import LlamaEngine
@@ -126,10 +127,20 @@ def open_knowledge(settings: Settings) -> HybridRetriever | None:
                 logger.warning(
                     f"runbook skipped: {skipped.path}: {skipped.reason} {skipped.detail}"
                 )
-        return HybridRetriever(store)
+        return HybridRetriever(store, terms=caller_terms(settings))
     except KnowledgeError as e:
         logger.error(f"runbooks unavailable: {e}")
         return None
+
+
+def caller_terms(settings: Settings) -> CallerTerms:
+    """The runbook search's lexicon, with the company glossary; a glossary that cannot be read
+    is reported and the packaged lexicon used alone (calls go on)."""
+    try:
+        return CallerTerms.load(settings.kb_glossary)
+    except CallerTermsError as e:
+        logger.error(f"kb_glossary ignored: {e}")
+        return CallerTerms.load()
 
 
 def stt_vocabulary(

@@ -190,6 +190,11 @@ class Settings(BaseSettings):
     kb_qdrant_url: str | None = Field(
         default=None, description="Qdrant server, e.g. http://qdrant:6333; default: embedded"
     )
+    kb_glossary: Path | None = Field(
+        default=None,
+        description="a TOML of the company's own words for things, added to the packaged "
+        "caller-words lexicon of the runbook search (docs/glossary-example.toml)",
+    )
     kb_top_k: int = 3
 
     # Conversation

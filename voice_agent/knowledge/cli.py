@@ -37,6 +37,21 @@ CorpusOpt = Annotated[
     ),
 ]
 ModeOpt = Annotated[str, typer.Option("--mode", help="hybrid, bm25 or dense")]
+GlossaryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--glossary",
+        help="A company glossary of caller words (default: the kb_glossary setting)",
+        dir_okay=False,
+    ),
+]
+CallerTermsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--caller-terms/--no-caller-terms",
+        help="Add the runbooks' words for the caller's words to the search (default on)",
+    ),
+]
 
 _out = Console()
 _err = Console(stderr=True)
@@ -74,13 +89,25 @@ def corpus_index_location(kb_dir: Path, corpus: Path) -> tuple[Path, str]:
     return kb_dir / "eval" / f"{corpus.name}-{key}", f"kb_eval_{key}"
 
 
-def _retriever(store, mode: str):
+def _retriever(
+    store, mode: str, settings: Settings, glossary: Path | None = None, caller_terms: bool = True
+):
+    from voice_agent.knowledge.caller_terms import CallerTerms, CallerTermsError
     from voice_agent.knowledge.retriever import HybridRetriever
 
     if mode not in ("hybrid", "bm25", "dense"):
         typer.echo(f"error: --mode must be hybrid, bm25 or dense, not {mode!r}", err=True)
         raise typer.Exit(2)
-    return HybridRetriever(store, mode=mode)  # type: ignore[arg-type]
+    try:
+        terms = (
+            CallerTerms.load(glossary or settings.kb_glossary)
+            if caller_terms
+            else CallerTerms.none()
+        )
+    except CallerTermsError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    return HybridRetriever(store, mode=mode, terms=terms)  # type: ignore[arg-type]
 
 
 def _ingest(store, paths: list[Path], *, max_mb: float = 5.0, quiet: bool = False):
@@ -142,15 +169,18 @@ def search(
     query: Annotated[str, typer.Argument(help="What the caller said")],
     k: Annotated[int, typer.Option("--k", help="How many articles")] = 10,
     mode: ModeOpt = "hybrid",
+    glossary: GlossaryOpt = None,
+    caller_terms: CallerTermsOpt = True,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Rank the articles for a query; shows each one's best chunk."""
     settings = _settings(config)
     with _open_store(settings) as store:
-        hits = _retriever(store, mode).search(query, k=k)
+        hits = _retriever(store, mode, settings, glossary, caller_terms).search(query, k=k)
     if as_json:
-        out = {"query": query, "latency_ms": round(hits.latency_ms, 2)}
+        out = {"query": query, "searched_as": hits.searched_as}
+        out["latency_ms"] = round(hits.latency_ms, 2)
         typer.echo(json.dumps({**out, "hits": [h.to_dict() for h in hits]}, indent=2))
         return
     if not hits:
@@ -165,6 +195,8 @@ def search(
             section + snippet,
         )  # fmt: skip
     _out.print(table)
+    if hits.searched_as != query:
+        _out.print(f"searched as: {hits.searched_as}")
     _out.print(f"{hits.latency_ms:.1f} ms")
 
 
@@ -173,6 +205,8 @@ def eval_(
     qrels: Annotated[Path, typer.Option("--qrels", help="qrels TSV", exists=True, dir_okay=False)],
     corpus: CorpusOpt = None,
     mode: ModeOpt = "hybrid",
+    glossary: GlossaryOpt = None,
+    caller_terms: CallerTermsOpt = True,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -182,17 +216,21 @@ def eval_(
     settings = _settings(config)
     with _open_store(settings, corpus) as store:
         ingest_report = _ingest(store, [corpus], quiet=as_json) if corpus else None
-        report = evaluate(_retriever(store, mode), load_qrels(qrels))
+        retriever = _retriever(store, mode, settings, glossary, caller_terms)
+        report = evaluate(retriever, load_qrels(qrels))
     if as_json:
-        out = {"mode": mode, **report.to_dict()}
+        out = {"mode": mode, "caller_terms": len(retriever.terms), **report.to_dict()}
         if ingest_report is not None:
             out["ingest"] = ingest_report.counts() | {"seconds": round(ingest_report.seconds, 2)}
         typer.echo(json.dumps(out, indent=2))
         return
     if ingest_report is not None:
         _out.print("ingest: " + ", ".join(f"{k} {v}" for k, v in ingest_report.counts().items()))
+    terms = f"{len(retriever.terms)} caller terms" if retriever.terms else "no caller terms"
     table = Table(
-        "metric", "value", title=f"{mode} retrieval, {int(report.metrics['queries'])} queries"
+        "metric",
+        "value",
+        title=f"{mode} retrieval, {terms}, {int(report.metrics['queries'])} queries",
     )
     for name, value in report.metrics.items():
         if name != "queries":
@@ -212,6 +250,8 @@ def run(
     out: Annotated[Path, typer.Option("--out", help="Run TSV to write")],
     corpus: CorpusOpt = None,
     mode: ModeOpt = "hybrid",
+    glossary: GlossaryOpt = None,
+    caller_terms: CallerTermsOpt = True,
     config: ConfigOpt = None,
 ) -> None:
     """Write the top 10 articles of each query as ``qid rank article_path score``."""
@@ -221,5 +261,6 @@ def run(
     with _open_store(settings, corpus) as store:
         if corpus:
             _ingest(store, [corpus])
-        rows = write_run(_retriever(store, mode), queries, out)
+        retriever = _retriever(store, mode, settings, glossary, caller_terms)
+        rows = write_run(retriever, queries, out)
     _out.print(f"wrote {rows} rows to {out}")

@@ -7,6 +7,10 @@ default). Each chunk scores ``sum(weight / (rrf_k + rank))`` over the rankings i
 a decayed sum ``s1 + decay*s2 + decay^2*s3 ...`` of its chunk scores, best first
 (``aggregate="decay"``), which rewards articles that match in several places. ``mode="bm25"``
 or ``"dense"`` uses one ranking only (for evaluation).
+
+Before either ranking, the caller's words are expanded with the runbooks' words for the same
+thing (:mod:`voice_agent.knowledge.caller_terms`: "wifi" also searches "wireless network").
+What was searched is kept on the results (``searched_as``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from voice_agent.knowledge.caller_terms import CallerTerms
 from voice_agent.knowledge.store import KnowledgeStore, StoredChunk
 
 Mode = Literal["hybrid", "bm25", "dense"]
@@ -62,9 +67,12 @@ class ArticleHit:
 class SearchResults(list[ArticleHit]):
     """The ranked articles (a list), with how long the search took."""
 
-    def __init__(self, hits: list[ArticleHit], *, query: str, latency_s: float) -> None:
+    def __init__(
+        self, hits: list[ArticleHit], *, query: str, latency_s: float, searched_as: str = ""
+    ) -> None:
         super().__init__(hits)
         self.query = query
+        self.searched_as = searched_as or query  # the query with the runbook words added
         self.latency_s = latency_s
 
     @property
@@ -84,8 +92,12 @@ class HybridRetriever:
         dense_weight: float = 1.0,
         aggregate: Aggregate = "max",
         decay: float = 0.5,
+        terms: CallerTerms | None = None,
     ) -> None:
+        """``terms``: the caller-words lexicon (None: the packaged one; ``CallerTerms.none()``
+        searches the caller's words as they are)."""
         self.store = store
+        self.terms = terms if terms is not None else CallerTerms.load()
         self.mode = mode
         self.candidates = candidates
         self.rrf_k = rrf_k
@@ -101,12 +113,13 @@ class HybridRetriever:
         if not query or len(self.store) == 0:
             return SearchResults([], query=query, latency_s=time.perf_counter() - started)
 
+        searched_as = self.terms.expand(query)
         rankings: list[tuple[float, list[tuple[str, float]], str]] = []
         if self.mode in ("hybrid", "bm25"):
-            bm25 = self.store.bm25_search(query, self.candidates)
+            bm25 = self.store.bm25_search(searched_as, self.candidates)
             rankings.append((self.bm25_weight, bm25, "bm25"))
         if self.mode in ("hybrid", "dense"):
-            vector = self.store.embedder.embed_query(query)
+            vector = self.store.embedder.embed_query(searched_as)
             dense = self.store.dense_search(vector, self.candidates)
             rankings.append((self.dense_weight, dense, "dense"))
 
@@ -155,4 +168,9 @@ class HybridRetriever:
                 )
             )
         hits.sort(key=lambda h: (-h.score, h.article_path))
-        return SearchResults(hits[:k], query=query, latency_s=time.perf_counter() - started)
+        return SearchResults(
+            hits[:k],
+            query=query,
+            latency_s=time.perf_counter() - started,
+            searched_as=searched_as,
+        )
