@@ -13,15 +13,16 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.runbooks import RunbookGuide
+from tests.conftest import REPO, SHARED
 from voice_agent.engines import caller_terms
 from voice_agent.knowledge import HybridRetriever, KnowledgeStore
 from voice_agent.knowledge.caller_terms import CallerTerms, CallerTermsError, normalise
 from voice_agent.knowledge.cli import kb_app
-from voice_agent.settings import REPO_ROOT, Settings
+from voice_agent.settings import Settings
 
 SCENARIO_FILES = [
-    REPO_ROOT.parent / "shared" / "eval" / "scenarios_dev.jsonl",
-    REPO_ROOT / "tests" / "data" / "scenarios.jsonl",
+    SHARED / "eval" / "scenarios_dev.jsonl",
+    REPO / "tests" / "data" / "scenarios.jsonl",
 ]
 
 GLOSSARY = """
@@ -188,7 +189,7 @@ def test_kb_search_cli_shows_what_was_searched_and_refuses_a_missing_glossary(
 @pytest.fixture(scope="module")
 def starter_kb(tmp_path_factory):
     store = KnowledgeStore(tmp_path_factory.mktemp("starter"))
-    store.ingest([REPO_ROOT / "voice_agent" / "knowledge" / "starter_kb"])
+    store.ingest([REPO / "voice_agent" / "knowledge" / "starter_kb"])
     yield store
     store.close()
 

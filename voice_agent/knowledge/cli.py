@@ -179,8 +179,11 @@ def search(
     with _open_store(settings) as store:
         hits = _retriever(store, mode, settings, glossary, caller_terms).search(query, k=k)
     if as_json:
-        out = {"query": query, "searched_as": hits.searched_as}
-        out["latency_ms"] = round(hits.latency_ms, 2)
+        out = {
+            "query": query,
+            "searched_as": hits.searched_as,
+            "latency_ms": round(hits.latency_ms, 2),
+        }
         typer.echo(json.dumps({**out, "hits": [h.to_dict() for h in hits]}, indent=2))
         return
     if not hits:
