@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh machine: virtual environment, dependencies, model weights, then
 #   ./run.sh serve [voice-agent serve options]   run the server (http://127.0.0.1:8000)
-#   ./run.sh test  [pytest options]              run the test suite
+#   ./run.sh test  [pytest options]              checks (ruff, mypy), then the test suite
 #   ./run.sh setup                               set up only
 # Everything lands inside this folder: .venv/ and models/weights/ (both git-ignored).
 set -euo pipefail
@@ -79,7 +79,23 @@ case "$cmd" in
     serve) exec "$VENV/bin/voice-agent" serve "$@" ;;
     test)
         rc=0
-        "$VENV/bin/python" -m pytest "$@" || rc=$?
+        tiers=1  # a test selection of your own (-m, -k, a path) runs as it is, without the checks
+        for arg in "$@"; do
+            case "$arg" in -m | -m* | -k | -k* | tests* | *.py | *::*) tiers=0 ;; esac
+        done
+        if [ "$tiers" = 1 ]; then
+            echo "==> checks: ruff (lint, format) and mypy"
+            if ! { "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check . && "$VENV/bin/mypy"; }; then
+                echo "checks failed: fix what is listed above (the tests did not run)" >&2
+                exit 1
+            fi
+            echo "==> tests that run no model (no weights needed), two at a time"
+            "$VENV/bin/python" -m pytest -m "not models and not perf" -n 2 "$@" || rc=$?
+            echo "==> tests that run the models"
+            "$VENV/bin/python" -m pytest -m "models and not perf" "$@" || rc=$?
+        else
+            "$VENV/bin/python" -m pytest "$@" || rc=$?
+        fi
         # the latency bench once, quick (1 call, 2 turns, default models): numbers printed, not
         # asserted; its own data folder, so it never touches a running server's database
         echo "==> latency bench, quick mode"

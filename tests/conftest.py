@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from voice_agent.engines import Engines
@@ -55,18 +53,10 @@ def store(tmp_path) -> CallStore:
 
 @contextlib.asynccontextmanager
 async def serve(app: FastAPI, ws_max_size: int = 65536):
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=ws_max_size)
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    from voice_agent.loopback_server import HOST, serving_in_process
+
+    async with serving_in_process(app, ws_max_size=ws_max_size) as port:
+        yield f"{HOST}:{port}"
 
 
 def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI, CallStore]:
@@ -86,3 +76,6 @@ def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI,
 
 # A throwaway PostgreSQL server (session) and per-test databases on SQLite and PostgreSQL
 from postgres import any_database_url, postgres_server, postgres_url  # noqa: E402, F401
+
+# Tiers: `models` marked from the fixtures a test uses, and enforced (tests/tiers.py)
+from tiers import model_tier, pytest_collection_modifyitems, quick_password_hashes  # noqa: E402, F401

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from flows import prompts
-from telephony.caller_voice import CallerVoice
-from voice_agent.answer_grammar import (
+from voice_agent.bench.stt import as_heard
+from voice_agent.flows import prompts
+from voice_agent.speech.answer_grammar import (
     GRAMMARS,
     AnswerGrammars,
     Expected,
@@ -21,7 +21,7 @@ from voice_agent.answer_grammar import (
     sure_enough,
     surer,
 )
-from voice_agent.bench.stt import as_heard
+from voice_agent.telephony.caller_voice import CallerVoice
 from voice_agent.tickets.numbers import parse_ticket_number
 
 TICKET = GRAMMARS[Expected.TICKET_NUMBER]

@@ -16,10 +16,10 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.conftest import CLEAN, TELEPHONY, gold_transcripts
-from voice_agent.answer_grammar import Expected
-from voice_agent.audio import AudioDecodeError, decode_audio_file, write_wav
-from voice_agent.auto_gain import AutoGainFilter
-from voice_agent.stt import (
+from voice_agent.speech.answer_grammar import Expected
+from voice_agent.speech.audio import AudioDecodeError, decode_audio_file, write_wav
+from voice_agent.speech.auto_gain import AutoGainFilter
+from voice_agent.speech.stt import (
     HeardTurn,
     Transcript,
     TurnConfidence,

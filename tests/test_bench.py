@@ -18,7 +18,6 @@ from PIL import Image
 from typer.testing import CliRunner
 from websockets.asyncio.server import ServerConnection
 
-from telephony.twilio_dialer import DialTurn
 from tests.conftest import SPEECH, TELEPHONY, agent, serve
 from tests.test_twilio_dialer import SPEECH as TONE_SPEECH
 from tests.test_twilio_dialer import Bot, call_bot
@@ -38,6 +37,7 @@ from voice_agent.bench.latency import (
     stage_offsets,
 )
 from voice_agent.bench.machine import machine_info, redact_url
+from voice_agent.telephony.twilio_dialer import DialTurn
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -222,7 +222,7 @@ async def test_dialer_measures_the_answer_after_an_ack_mark():
 
 
 def test_measure_dialled_counts_failures_without_stopping():
-    from telephony.twilio_dialer import DialResult
+    from voice_agent.telephony.twilio_dialer import DialResult
 
     ok = DialResult(call_sid="CA" + "1" * 32, stream_sid="MZ" + "1" * 32)
     ok.turns.append(DialTurn(index=1, source="/x/a.wav", started_at=10.0, audio_end_at=12.0))

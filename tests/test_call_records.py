@@ -15,7 +15,8 @@ from pipecat.frames.frames import (
 from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from voice_agent.call_records import TurnRecord, TurnRecorder
+from voice_agent.call.turn_recorder import TurnRecorder
+from voice_agent.records import TurnRecord
 
 
 def recording():

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.runbooks import RunbookGuide
 from tests.conftest import REPO, SHARED
 from voice_agent.engines import caller_terms
+from voice_agent.flows.runbooks import RunbookGuide
 from voice_agent.knowledge import HybridRetriever, KnowledgeStore
 from voice_agent.knowledge.caller_terms import CallerTerms, CallerTermsError, normalise
 from voice_agent.knowledge.cli import kb_app
@@ -162,6 +162,7 @@ def test_a_real_search_uses_the_runbook_words_and_says_so(small_kb):
     assert plain.searched_as == "the wifi won't work"
 
 
+@pytest.mark.models
 def test_kb_search_cli_shows_what_was_searched_and_refuses_a_missing_glossary(
     tmp_path, monkeypatch
 ):

@@ -9,16 +9,17 @@ import re
 import numpy as np
 import pytest
 
-from flows import prompts
-from telephony.caller_voice import CallerVoice
 from tests.conftest import CLEAN, gold_transcripts, small_settings
 from tests.test_audio_and_stt import wer
-from voice_agent.audio import decode_audio_file, write_wav
+from voice_agent.call.pipeline import make_llm_service
 from voice_agent.engines import Engines
-from voice_agent.llm import LLMGenerationError, LocalLLMService
-from voice_agent.pipeline import make_llm_service
-from voice_agent.simulated_call import simulate_call, synthesize_utterances
+from voice_agent.flows import prompts
+from voice_agent.llm.service import LLMGenerationError, LocalLLMService
+from voice_agent.speech.audio import decode_audio_file, write_wav
 from voice_agent.storage import CallStore
+from voice_agent.telephony.caller_voice import CallerVoice
+from voice_agent.telephony.simulated_call import simulate_call, synthesize_utterances
+from voice_agent.tickets.records import TicketRecords
 
 CLIPS = [
     CLEAN / "jfk.flac",
@@ -295,8 +296,11 @@ async def test_a_caller_who_speaks_pii_leaves_none_of_it_in_the_stored_transcrip
 
 async def test_a_ticket_number_read_out_is_heard_under_its_grammar(small_engines, store, tmp_path):
     """After "What's the ticket number?" the caller's digits are decoded under the
-    ticket-number grammar (``voice_agent.answer_grammar``), and the call record says so."""
-    number = store.open_ticket(summary="My monitor flickers all the time.", category="hardware")
+    ticket-number grammar (``voice_agent.speech.answer_grammar``), and the call record says so."""
+    ticket = TicketRecords(store).insert(
+        summary="My monitor flickers all the time.", category="hardware"
+    )
+    number = ticket.number
     asked = synthesize_utterances(
         ["Hi, I'm calling to check on my ticket, what's happening with it?", "It's Omar Haddad."],
         small_engines,

@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import CLEAN, REPO
 from tests.test_audio_and_stt import normalise, wer
-from voice_agent.acknowledgement import ACKNOWLEDGEMENTS
-from voice_agent.audio import decode_audio_file
+from voice_agent.flows.prompts import ACKNOWLEDGEMENTS
+from voice_agent.speech.audio import decode_audio_file
 from voice_agent.storage import CallStore
 
 CLI = [sys.executable, "-m", "voice_agent.cli"]
@@ -65,6 +65,7 @@ def test_call_jfk_with_the_default_models_prints_a_complete_json_report(tmp_path
     assert any("ask not" in t["user_text"].lower() for t in stored["turns"])
 
 
+@pytest.mark.models
 def test_unreadable_audio_is_named_and_the_call_is_kept(tmp_path):
     bad = tmp_path / "broken.mp3"
     bad.write_bytes(b"\x00\x01garbage" * 64)
@@ -95,12 +96,14 @@ def call_jfk_with_llm(llm_model: str, tmp_path: Path) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
+@pytest.mark.models
 def test_a_missing_model_names_the_file_and_the_fix(tmp_path):
     proc = call_jfk_with_llm(str(tmp_path / "nope.gguf"), tmp_path)
     assert proc.returncode == 2
     assert "nope.gguf" in proc.stderr and "voice-agent models fetch" in proc.stderr
 
 
+@pytest.mark.models
 def test_a_corrupt_user_gguf_is_refused_before_loading(tmp_path):
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"NOTGGUF" + bytes(100))
@@ -108,6 +111,7 @@ def test_a_corrupt_user_gguf_is_refused_before_loading(tmp_path):
     assert proc.returncode == 2 and "model.gguf" in proc.stderr
 
 
+@pytest.mark.models
 def test_models_list_and_verify(tmp_path):
     listed = run_cli("models", "list", "--json", tmp_path=tmp_path)
     assert listed.returncode == 0
@@ -190,7 +194,7 @@ def test_call_command_redacts_pii_unless_show_pii(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     import voice_agent.cli as cli
-    import voice_agent.simulated_call as simulated_call
+    import voice_agent.telephony.simulated_call as simulated_call
 
     async def fake_call(paths, **kw) -> dict:
         return pii_report()

@@ -24,11 +24,12 @@ from playwright.async_api import async_playwright
 from sqlalchemy.orm import Session
 
 from tests.conftest import serve
-from voice_agent.call_records import TurnRecord
 from voice_agent.console.routes import console_router
 from voice_agent.console.users import UserStore
+from voice_agent.records import TurnRecord
 from voice_agent.settings import Settings, load_settings
 from voice_agent.storage import Call, CallStore
+from voice_agent.tickets.records import TicketRecords
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
@@ -127,14 +128,18 @@ def add_vpn_call(store: CallStore) -> str:
             citations=[{**VPN_RUNBOOK, "section": "Step 2: Check the Wi-Fi connection"}],
         ),
     )
-    number = store.open_ticket(
-        summary="VPN drops every few minutes on the office wired network since this morning; "
-        "sign-out/sign-in did not help.",
-        call_id=call_id,
-        caller="+14155550134",
-        category="network",
-        priority="P2",
-        reason="steps_exhausted",
+    number = (
+        TicketRecords(store)
+        .insert(
+            summary="VPN drops every few minutes on the office wired network since this morning; "
+            "sign-out/sign-in did not help.",
+            call_id=call_id,
+            caller="+14155550134",
+            category="network",
+            priority="P2",
+            reason="steps_exhausted",
+        )
+        .number
     )
     store.add_turn(
         call_id,

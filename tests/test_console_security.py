@@ -31,7 +31,6 @@ from tests.test_console_browser import (
     console_settings,
     seed_calls,
 )
-from voice_agent.audio import write_wav
 from voice_agent.console.auth import (
     SESSION_COOKIE,
     LoginThrottle,
@@ -44,6 +43,7 @@ from voice_agent.console.masking import mask_url
 from voice_agent.console.queries import CallFilter, ConsoleQueries, QueryError, to_csv, to_json
 from voice_agent.console.users import UserError, UserStore
 from voice_agent.server import create_app
+from voice_agent.speech.audio import write_wav
 from voice_agent.storage import CallStore, User
 
 LOOPBACK = ("127.0.0.1", 50000)
@@ -292,6 +292,7 @@ def test_the_login_delay_grows_exponentially_and_is_forgotten():
     assert throttle_keys("ada", "::ffff:1.2.3.4") == keys
 
 
+@pytest.mark.password_cost
 def test_unknown_users_cost_a_password_hash_too(console):
     def timed(name: str) -> float:
         started = time.perf_counter()

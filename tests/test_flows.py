@@ -13,12 +13,12 @@ from pipecat.pipeline.worker import PipelineWorker
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 
-from flows import caller_words, prompts
-from flows.conversation import HelpdeskConversation
-from flows.runbooks import RunbookGuide
-from flows.services import HelpdeskServices
-from voice_agent.answer_grammar import Expected
-from voice_agent.pipeline import make_llm_service
+from voice_agent.call.pipeline import make_llm_service
+from voice_agent.flows import caller_words, prompts
+from voice_agent.flows.conversation import HelpdeskConversation
+from voice_agent.flows.runbooks import RunbookGuide
+from voice_agent.flows.services import HelpdeskServices
+from voice_agent.speech.answer_grammar import Expected
 from voice_agent.storage import CallStore
 from voice_agent.tickets import make_ticket_service
 

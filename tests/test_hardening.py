@@ -20,11 +20,11 @@ from aiortc import RTCPeerConnection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from telephony.twilio_dialer import load_phone_audio, twilio_signature
 from tests.conftest import TELEPHONY, agent, serve
 from tests.test_console_browser import PASSWORD
 from tests.test_twilio_calls import RawTwilio
 from voice_agent.console.users import UserStore
+from voice_agent.telephony.twilio_dialer import load_phone_audio, twilio_signature
 
 CLIP = TELEPHONY / "spokenwoz_MUL1423_user_turn01.wav"  # "I need your assistance..."
 TOKEN = "0123456789abcdef0123456789abcdef"

@@ -24,13 +24,13 @@ from fastapi.testclient import TestClient
 from postgres import free_port
 from sqlalchemy import update
 
-from telephony.twilio_dialer import DialResult, Utterance, dial, load_phone_audio
 from tests.conftest import REPO, TELEPHONY
 from tests.test_console_security import login
-from voice_agent.call_records import TurnRecord
 from voice_agent.console.queries import CallFilter, ConsoleQueries
+from voice_agent.records import TurnRecord
 from voice_agent.settings import load_settings
 from voice_agent.storage import Call, CallStore
+from voice_agent.telephony.twilio_dialer import DialResult, Utterance, dial, load_phone_audio
 
 CLIP = TELEPHONY / "spokenwoz_MUL1423_user_turn01.wav"  # "I need your assistance..."
 START_TIMEOUT_SECS = 120
@@ -47,7 +47,11 @@ class Server:
         self.db = tmp / "calls.db"
         self.port = port
         self.log = tmp / "server.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_AGENT_")}
+        self.env = {  # the developer's settings stay out; the test tier's weights folder goes in
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("VOICE_AGENT_") or k == "VOICE_AGENT_MODELS_DIR"
+        }
         self.env.update(
             VOICE_AGENT_LLM_MODEL="smollm2-135m",
             VOICE_AGENT_LLM_MAX_TOKENS="24",
@@ -127,6 +131,7 @@ class _SayOnceThenHold:
         return None
 
 
+@pytest.mark.models
 async def test_a_call_cut_by_a_killed_server_is_closed_as_interrupted_on_restart(tmp_path):
     server = Server(tmp_path, free_port())
     try:

@@ -245,6 +245,7 @@ def _search_paths(store: KnowledgeStore, query: str) -> list[str]:
     return [h.article_path for h in HybridRetriever(store).search(query, k=5)]
 
 
+@pytest.mark.models
 def test_incremental_reingest(tmp_path):
     root = tmp_path / "runbooks"
     (root / "email").mkdir(parents=True)
@@ -321,6 +322,7 @@ def test_unreachable_qdrant_server(tmp_path):
         KnowledgeStore(tmp_path / "kb", qdrant_url="http://127.0.0.1:9")
 
 
+@pytest.mark.models
 def test_kb_cli_ingest_search_eval(tmp_path, monkeypatch):
     root = tmp_path / "runbooks"
     root.mkdir()

@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from voice_agent.llm import trim_history
-from voice_agent.llm_prompt import (
+from voice_agent.llm.prompt import (
     bound_strings,
     describe_tools,
     parse_tool_call,
@@ -13,6 +12,7 @@ from voice_agent.llm_prompt import (
     tool_call_schema,
     tool_choice_target,
 )
+from voice_agent.llm.service import trim_history
 
 TOOLS = [
     {
@@ -155,7 +155,7 @@ def test_trimming_keeps_a_stable_prefix_between_cuts():
 
 
 def test_urls_paths_and_code_are_not_read_aloud():
-    from voice_agent.speakable import speakable
+    from voice_agent.speech.speakable import speakable
 
     said = speakable(
         "Open https://passwords.example.com/reset?x=1 and run `ipconfig /flushdns`, "

@@ -26,7 +26,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.llm_service import FunctionCallParams
 from pipecat.tests.utils import run_test
 
-from voice_agent.llm import LlamaEngine, LocalLLMService
+from voice_agent.llm.service import LlamaEngine, LocalLLMService
 
 TICKET = FunctionSchema(
     name="create_ticket",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from models.manifest import ManifestError, default_model, load_manifest
-from models.store import (
+from voice_agent.models.manifest import ManifestError, default_model, load_manifest
+from voice_agent.models.store import (
     DEFAULT_MODELS_DIR,
     MARKER,
     AssemblyError,

@@ -15,7 +15,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import run_test
 
 from tests.conftest import small_settings
-from voice_agent.pipeline import OpenAICompatibleLLMService, make_llm_service
+from voice_agent.call.pipeline import OpenAICompatibleLLMService, make_llm_service
 
 
 @pytest.fixture(scope="module")

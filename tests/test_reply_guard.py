@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from voice_agent.reply_guard import OFFER, ReplyGuard, allowed
+from voice_agent.llm.reply_guard import OFFER, ReplyGuard, allowed
 
 
 def spoken(reply: str, piece: int = 3) -> str:

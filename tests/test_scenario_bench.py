@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from telephony.scripted_caller import (
+from tests.conftest import REPO
+from voice_agent.bench.scenarios import caller_phone, first_runbook, grade, seed_tickets, summarize
+from voice_agent.bench.wer import lenient, score, strict
+from voice_agent.telephony.scripted_caller import (
     CallerState,
     ScenarioError,
     load_scenarios,
@@ -21,9 +24,6 @@ from telephony.scripted_caller import (
     speakable_number,
     spelled,
 )
-from tests.conftest import REPO
-from voice_agent.bench.scenarios import caller_phone, first_runbook, grade, seed_tickets, summarize
-from voice_agent.bench.wer import lenient, score, strict
 
 SCENARIOS = REPO / "tests" / "data" / "scenarios.jsonl"
 VPN = (
@@ -104,7 +104,7 @@ def test_lenient_wer_joins_spelled_letters_and_numbers_and_drops_fillers():
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_the_caller_voice_is_espeak_through_a_phone_line():
-    from telephony.caller_voice import CallerVoice, CallerVoiceError
+    from voice_agent.telephony.caller_voice import CallerVoice, CallerVoiceError
 
     samples = CallerVoice("en-gb-scotland").say("My work phone was stolen from my bag.")
     assert samples.dtype == np.int16 and 1.5 < len(samples) / 8000 < 6

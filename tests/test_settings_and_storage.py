@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from voice_agent.call_records import TurnRecord
+from voice_agent.records import TurnRecord
 from voice_agent.settings import load_settings
 from voice_agent.storage import CallStore
+from voice_agent.tickets import TicketService
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_turn_record_rejects_unknown_stages():
         TurnRecord(index=0).mark("lunch", 1.0)
 
 
-def test_json_booleans_and_timezone_aware_times_round_trip(store: CallStore):
+async def test_json_booleans_and_timezone_aware_times_round_trip(store: CallStore):
     call_id = store.start_call("twilio", external_id="CA42", models={"llm": "x", "gpu": False})
     turn = TurnRecord(index=0, interrupted=True, citations=[{"path": "vpn.md", "score": 0.91}])
     turn.mark("reply_heard", 1_700_000_000.125)
@@ -81,8 +82,10 @@ def test_json_booleans_and_timezone_aware_times_round_trip(store: CallStore):
     assert saved["stages"]["reply_heard"] == 1_700_000_000.125
     started, ended = (datetime.fromisoformat(call[k]) for k in ("started_at", "ended_at"))
     assert started.utcoffset().total_seconds() == 0 and ended >= started
-    number = store.open_ticket(summary="VPN down", call_id=call_id, priority="P2")
-    assert number == "INC0000001"
+    ticket = await TicketService(store).create(
+        summary="VPN down", category="other", priority="P2", call_id=call_id
+    )
+    assert ticket.number == "INC0000001"
     assert store.tickets_for_call(call_id)[0]["priority"] == "P2"
 
 
@@ -95,7 +98,7 @@ def stored_texts(store: CallStore) -> list[str]:
     return texts
 
 
-def test_what_callers_say_is_stored_without_their_pii(store: CallStore):
+async def test_what_callers_say_is_stored_without_their_pii(store: CallStore):
     call_id = store.start_call("twilio", caller="+15551230000")
     said = (
         "Hi, this is John Smith, my email is john dot smith at contoso dot com and my password "
@@ -110,7 +113,12 @@ def test_what_callers_say_is_stored_without_their_pii(store: CallStore):
             bot_text="I read back john.smith@contoso.com, is that right?",
         ),
     )
-    store.open_ticket(summary=f"Password reset for John Smith: {said}", call_id=call_id)
+    await TicketService(store).create(
+        summary=f"Password reset for John Smith: {said}",
+        category="other",
+        priority="P3",
+        call_id=call_id,
+    )
     texts = stored_texts(store)
     assert texts[0] == (
         "Hi, this is John Smith, my email is [email] and my password is [password]. "

@@ -27,6 +27,7 @@ from voice_agent.tickets import (
 )
 from voice_agent.tickets.cli import tickets_app
 from voice_agent.tickets.itsm import IncidentChanges, ITSMAdapter, NewIncident
+from voice_agent.tickets.records import TicketRecords
 from voice_agent.tickets.service import parse_ticket_number
 from voice_agent.tickets.servicenow import ServiceNowAdapter, retry_after_secs
 
@@ -106,7 +107,10 @@ async def test_create_get_update_locally(store: CallStore):
     (row,) = store.tickets_for_call(call_id)
     assert row["number"] == "INC0000001" and row["status"] == "in_progress"
     # and numbers keep counting across both ways of opening a ticket
-    assert store.open_ticket(summary="from the grounder", call_id=call_id) == "INC0000002"
+    assert (
+        TicketRecords(store).insert(summary="from the grounder", call_id=call_id).number
+        == "INC0000002"
+    )
     assert [t.number for t in await service.list_tickets()] == ["INC0000002", "INC0000001"]
     assert [t.number for t in await service.list_tickets(status="in progress")] == ["INC0000001"]
     assert await service.retry_sync() == 0  # nothing to push without an ITSM system

@@ -15,12 +15,12 @@ from pipecat.frames.frames import (
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameProcessorSetup
-from pipecat.utils.asyncio.task_manager import TaskManager, TaskManagerParams
+from pipecat.utils.asyncio.task_manager import TaskManager
 
 from tests.conftest import SPEECH
-from voice_agent.audio import decode_audio_file
+from voice_agent.call.turn_end import SentenceEndTurnStop, ends_a_sentence
 from voice_agent.engines import SharedSmartTurn
-from voice_agent.turn_end import SentenceEndTurnStop, ends_a_sentence
+from voice_agent.speech.audio import decode_audio_file
 
 # a SpokenWOZ caller (8 kHz phone speech) whose last words smart-turn judges unfinished
 UNFINISHED_CLIP = SPEECH / "telephony" / "spokenwoz_MUL1423_user_turn01.wav"
@@ -47,8 +47,7 @@ def test_a_transcript_ends_a_sentence(text, ends):
 async def _turn_end_after(text: str, sentence_end_silence_secs: float | None, wait: float):
     """Feed the strategy a caller turn smart-turn judges unfinished, then its transcript; how
     long after the end of speech the turn ended (None: not within ``wait`` seconds)."""
-    tasks = TaskManager()
-    tasks.setup(TaskManagerParams(loop=asyncio.get_running_loop()))
+    tasks = TaskManager(loop=asyncio.get_running_loop())
     strategy = SentenceEndTurnStop(
         turn_analyzer=SharedSmartTurn(), sentence_end_silence_secs=sentence_end_silence_secs
     )

@@ -18,15 +18,15 @@ from fastapi import FastAPI, Request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from flows import prompts
-from telephony.twilio_dialer import (
+from tests.conftest import TELEPHONY, agent, serve
+from voice_agent.flows import prompts
+from voice_agent.telephony.twilio_dialer import (
     dial,
     dial_many,
     load_phone_audio,
     mulaw_encode,
     new_sid,
 )
-from tests.conftest import TELEPHONY, agent, serve
 
 CLIP = TELEPHONY / "spokenwoz_MUL1423_user_turn01.wav"  # "I need your assistance..."
 CLIP2 = TELEPHONY / "spokenwoz_MUL1423_user_turn03.wav"
@@ -103,6 +103,7 @@ class RawTwilio:
         self.seq = 0
         self.bot_media = 0
         self.heard_bot = asyncio.Event()
+        self.greeted = asyncio.Event()  # the greeting's audio is sent: its mark came after it
         self.closed: int | None = None
 
     async def send(self, message: dict | str) -> None:
@@ -145,9 +146,12 @@ class RawTwilio:
     async def listen(self) -> None:
         try:
             async for raw in self.ws:
-                if json.loads(raw).get("event") == "media":
+                event = json.loads(raw).get("event")
+                if event == "media":
                     self.bot_media += 1
                     self.heard_bot.set()
+                elif event == "mark":
+                    self.greeted.set()
         except ConnectionClosed as e:
             self.closed = e.rcvd.code if e.rcvd else None
         else:
@@ -160,7 +164,7 @@ async def test_garbage_mid_call_is_dropped_and_the_call_goes_on(small_engines, t
         call = RawTwilio(ws)
         listener = asyncio.create_task(call.listen())
         await call.start()
-        await asyncio.sleep(5)  # the greeting
+        await asyncio.wait_for(call.greeted.wait(), 30)
         greeting_media = call.bot_media
         await call.send("{this is not json")
         await call.send({"event": "surprise", "streamSid": call.stream_sid})
@@ -184,7 +188,7 @@ async def test_a_socket_dropped_mid_reply_keeps_the_record_and_the_server(small_
             call = RawTwilio(ws)
             listener = asyncio.create_task(call.listen())
             await call.start()
-            await asyncio.sleep(5)
+            await asyncio.wait_for(call.greeted.wait(), 30)
             await call.speak(load_phone_audio(CLIP), tail_secs=0.0)
             before = call.bot_media  # the greeting has been sent by now; what follows is the reply
             deadline = time.monotonic() + 30

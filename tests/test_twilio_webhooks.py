@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
-from telephony.twilio_dialer import twilio_signature
 from tests.conftest import agent
+from voice_agent.telephony.twilio_dialer import twilio_signature
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"

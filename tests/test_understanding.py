@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.understanding import ACTS, by_words, understand
 from voice_agent.dialogue_acts import DialogueActClassifier, DialogueActError, read_examples
+from voice_agent.flows.understanding import ACTS, by_words, understand
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from voice_agent.engines import stt_vocabulary
 from voice_agent.settings import load_settings
-from voice_agent.vocabulary import build_vocabulary, is_distinctive, terms_from
+from voice_agent.speech.vocabulary import build_vocabulary, is_distinctive, terms_from
 
 
 def test_only_words_a_general_model_gets_wrong_are_chosen():

@@ -15,8 +15,8 @@ from playwright.async_api import async_playwright
 from tests.conftest import CLEAN, agent, gold_transcripts, serve
 from tests.test_audio_and_stt import wer
 from tests.test_console_browser import PASSWORD
-from voice_agent.audio import decode_audio_file, write_wav
 from voice_agent.console.users import UserStore
+from voice_agent.speech.audio import decode_audio_file, write_wav
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPEECH = CLEAN / "fleurs_en_005.wav"  # loud, clear, 11 s

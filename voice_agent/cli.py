@@ -6,12 +6,11 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from loguru import logger
 
-from models import store as model_store
 from voice_agent.bench.cli import bench_app
 from voice_agent.cli_options import ConfigOpt
 from voice_agent.cli_options import settings_or_exit as _settings
@@ -19,9 +18,13 @@ from voice_agent.console.cli import users_app
 from voice_agent.data_dir import DataFolderError, check_data_dir
 from voice_agent.knowledge.cli import kb_app
 from voice_agent.migrations.cli import db_app
+from voice_agent.models import store as model_store
 from voice_agent.settings import Settings
 from voice_agent.tickets.cli import tickets_app
 from voice_agent.triage.cli import triage_app
+
+if TYPE_CHECKING:
+    import numpy as np
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk voice agent")
 models_app = typer.Typer(no_args_is_help=True, help="Assemble, verify and list model weights")
@@ -122,8 +125,8 @@ def call(
 ) -> None:
     """Simulate a call: each audio file (or --say text) is one caller turn, through the real
     pipeline."""
-    from voice_agent.simulated_call import simulate_call, synthesize_utterances
     from voice_agent.storage import CallStore
+    from voice_agent.telephony.simulated_call import simulate_call, synthesize_utterances
 
     if not audio and not more_audio and not say:
         typer.echo("give the caller's turns: --audio FILE ... or --say TEXT ...", err=True)
@@ -224,33 +227,42 @@ def dial(
     config: ConfigOpt = None,
 ) -> None:
     """Call a running server the way Twilio does, and measure voice-to-voice at the socket."""
-    from telephony.twilio_dialer import dial as dial_call
-    from telephony.twilio_dialer import dial_many, latency_summary, load_phone_audio
-    from voice_agent.audio import AudioDecodeError
+    from voice_agent.speech.audio import AudioDecodeError
+    from voice_agent.telephony.twilio_dialer import dial as dial_call
+    from voice_agent.telephony.twilio_dialer import dial_many, latency_summary, load_phone_audio
 
     settings = _settings(config)
     _setup_logging(settings, quiet=True)
-    utterances = []
+    utterances: list[tuple[str, np.ndarray | Exception]] = []
     for path in [*audio, *(more_audio or [])]:
         try:
             utterances.append((str(path), load_phone_audio(path)))
         except AudioDecodeError as e:
             utterances.append((str(path), e))
-    kw = {"reply_timeout_secs": reply_timeout, "auth_token": settings.twilio_token}
+    token = settings.twilio_token
     if calls == 1:
-        results = [asyncio.run(dial_call(url, utterances, **kw))]
+        results = [
+            asyncio.run(
+                dial_call(url, utterances, reply_timeout_secs=reply_timeout, auth_token=token)
+            )
+        ]
     else:
         results = asyncio.run(
-            dial_many(url, utterances, calls=calls, concurrency=concurrency, **kw)
+            dial_many(
+                url,
+                utterances,
+                calls=calls,
+                concurrency=concurrency,
+                reply_timeout_secs=reply_timeout,
+                auth_token=token,
+            )
         )
-    report = {
-        "results": [_with_reply_text(r.to_dict(), settings) for r in results],
-        "summary": latency_summary(results),
-    }
+    rows = [_with_reply_text(r.to_dict(), settings) for r in results]
+    summary = latency_summary(results)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps({"results": rows, "summary": summary}, indent=2))
     else:
-        for result in report["results"]:
+        for result in rows:
             typer.echo(f"call {result['call_sid']} closed by {result['closed_by']}")
             for turn in result["turns"]:
                 v2v = turn["voice_to_voice_secs"]
@@ -259,7 +271,6 @@ def dial(
                     f"{'-' if v2v is None else f'{v2v:.2f}s'}  {turn.get('error') or ''}"
                 )
                 typer.echo(f"    agent: {turn.get('reply_text') or '(not in the call record)'}")
-        summary = report["summary"]
         typer.echo(
             f"{summary['calls']} calls, {summary['count']} turns: voice-to-voice "
             f"p50 {summary['p50']}s p95 {summary['p95']}s"

@@ -13,14 +13,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
+
 if TYPE_CHECKING:
     from voice_agent.settings import Settings
 
 FIX = "make it writable by this user, or point VOICE_AGENT_DATA_DIR (or --config) elsewhere"
 
 
-class DataFolderError(RuntimeError):
-    code = "data_dir_unusable"
+class DataFolderError(VoiceAgentError, RuntimeError):
+    code = ErrorCode.DATA_DIR_UNUSABLE
 
 
 def private_folder(path: Path, what: str = "data folder") -> Path:

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 from loguru import logger
 
-from flows.understanding import ACTS, EXAMPLES_FILE
+from voice_agent.errors import ErrorCode, VoiceAgentError
+from voice_agent.flows.understanding import ACTS, EXAMPLES_FILE
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 
-class DialogueActError(ValueError):
-    code = "bad_dialogue_examples"
+class DialogueActError(VoiceAgentError, ValueError):
+    code = ErrorCode.BAD_DIALOGUE_EXAMPLES
 
 
 def read_examples(path: Path = EXAMPLES_FILE) -> list[tuple[str, str]]:

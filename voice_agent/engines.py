@@ -15,20 +15,19 @@ from loguru import logger
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
-from flows.prompts import system_prompt
-from models.store import resolve
-from voice_agent.acknowledgement import ACKNOWLEDGEMENTS
 from voice_agent.dialogue_acts import DialogueActClassifier
+from voice_agent.flows.prompts import ACKNOWLEDGEMENTS, system_prompt
 from voice_agent.knowledge.caller_terms import CallerTerms, CallerTermsError
 from voice_agent.knowledge.retriever import HybridRetriever
 from voice_agent.knowledge.store import KnowledgeError, KnowledgeStore
-from voice_agent.llm import LlamaEngine
+from voice_agent.llm.service import LlamaEngine
+from voice_agent.models.store import resolve
 from voice_agent.settings import Settings
-from voice_agent.stt import WhisperEngine
+from voice_agent.speech.stt import WhisperEngine
+from voice_agent.speech.tts import PiperEngine
+from voice_agent.speech.vocabulary import build_vocabulary
 from voice_agent.triage.service import Triager
 from voice_agent.triage.taxonomy import Taxonomy, load_taxonomy
-from voice_agent.tts import PiperEngine
-from voice_agent.vocabulary import build_vocabulary
 
 
 class SharedSmartTurn(LocalSmartTurnAnalyzerV3):
@@ -146,8 +145,9 @@ def caller_terms(settings: Settings) -> CallerTerms:
 def stt_vocabulary(
     settings: Settings, knowledge: HybridRetriever | None, taxonomy: Taxonomy | None = None
 ) -> str:
-    """The words Whisper is told to expect (``voice_agent.vocabulary``), from this deployment's
-    runbooks, taxonomy and ``stt_vocabulary_terms``; empty when ``stt_vocabulary`` is off."""
+    """The words Whisper is told to expect (``voice_agent.speech.vocabulary``), from this
+    deployment's runbooks, taxonomy and ``stt_vocabulary_terms``; empty when ``stt_vocabulary`` is
+    off."""
     if not settings.stt_vocabulary:
         return ""
     articles: dict[tuple[str, str], str] = {}

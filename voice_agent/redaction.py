@@ -20,25 +20,13 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
+from voice_agent.spoken_digits import DIGIT_WORDS, REPEAT_WORDS, token_digits
+
 KINDS: tuple[str, ...] = ("email", "phone", "card", "password")
 
 PHONE_DIGITS = (7, 15)  # E.164 allows at most 15 digits; 7 is a local number without area code
 CARD_DIGITS = (13, 19)  # ISO/IEC 7812 primary account numbers
 
-_DIGIT_WORDS = {
-    "zero": "0",
-    "oh": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-}
-_REPEAT_WORDS = {"double": 2, "triple": 3}
 
 # --- e-mail ---------------------------------------------------------------------------------
 #
@@ -99,7 +87,8 @@ _NOT_A_DOMAIN = frozenset("the a an this that my your our their home work least 
 
 # --- digits (phone, card) -------------------------------------------------------------------
 
-_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+# spoken digits without the lone "o", which is not read as a zero in free text
+_DIGIT_WORD = rf"(?:{'|'.join(w for w in DIGIT_WORDS if w != 'o')})"
 _DIGIT_TOKEN = rf"(?:(?:double|triple)\s+)?(?:\d+|{_DIGIT_WORD}\b)"
 # Between the tokens of one number: spaces, dashes, a written dot without spaces (555.123.4567),
 # parentheses, a comma followed by a space ("five five five, one two three four") and fillers.
@@ -218,13 +207,10 @@ def _tokens(run: str) -> list[tuple[str, int, int]]:
     out = []
     for m in _TOKEN.finditer(run):
         repeat, repeated, digits, word = m.groups()
-        if repeat:
-            d = repeated if repeated.isdigit() else _DIGIT_WORDS[repeated.lower()]
-            out.append((d * _REPEAT_WORDS[repeat.lower()], m.start(), m.end()))
-        elif digits:
-            out.append((digits, m.start(), m.end()))
+        if repeat:  # "double 55" is "5555" here: the whole written run is repeated
+            out.append((token_digits(repeated) * REPEAT_WORDS[repeat.lower()], m.start(), m.end()))
         else:
-            out.append((_DIGIT_WORDS[word.lower()], m.start(), m.end()))
+            out.append((token_digits(digits or word), m.start(), m.end()))
     return out
 
 

@@ -13,13 +13,13 @@ from typing import Any
 from fastapi import FastAPI
 from loguru import logger
 
-from telephony.twilio_routes import twilio_router
-from telephony.webrtc import webrtc_router
-from voice_agent.call_admission import CallAdmission
+from voice_agent.call.admission import CallAdmission
 from voice_agent.console.routes import Console, console_router
 from voice_agent.engines import Engines
 from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
+from voice_agent.telephony.twilio_routes import twilio_router
+from voice_agent.telephony.webrtc import webrtc_router
 from voice_agent.tickets import make_ticket_service
 from voice_agent.tickets.service import TicketService
 

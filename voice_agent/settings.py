@@ -26,6 +26,8 @@ from pydantic_settings import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "VOICE_AGENT_CONFIG"
+RedactKind = Literal["email", "phone", "card", "password"]
+REDACT_KINDS: tuple[RedactKind, ...] = ("email", "phone", "card", "password")
 
 
 class Settings(BaseSettings):
@@ -77,7 +79,7 @@ class Settings(BaseSettings):
         default=True,
         description=(
             "hear a ticket number or a spelled name, when the agent has asked for one, under a "
-            "grammar of that form first (voice_agent.answer_grammar)"
+            "grammar of that form first (voice_agent.speech.answer_grammar)"
         ),
     )
 
@@ -207,9 +209,7 @@ class Settings(BaseSettings):
 
     # PII redaction of what callers say before it is stored (voice_agent/redaction.py)
     redact_pii: bool = True
-    redact_kinds: list[Literal["email", "phone", "card", "password"]] = Field(
-        default_factory=lambda: ["email", "phone", "card", "password"]
-    )
+    redact_kinds: list[RedactKind] = Field(default_factory=lambda: list(REDACT_KINDS))
 
     # Supervisor console (/console): accounts come from `voice-agent users add NAME --role ...`
     console_secret_key: SecretStr | None = Field(

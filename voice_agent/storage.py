@@ -43,20 +43,19 @@ from sqlalchemy.orm import (
 )
 
 from voice_agent import migrations, redaction
-from voice_agent.call_records import STAGES, TurnRecord
+from voice_agent.clock import as_utc, iso_utc, utcnow
 from voice_agent.data_dir import private_sqlite_file
+from voice_agent.records import STAGES, CallStatus, EndReason, TurnRecord
 
 if TYPE_CHECKING:
     from voice_agent.settings import Settings
 
 
 # a call whose server stopped mid-call (see CallStore.close_interrupted_calls)
-INTERRUPTED = "interrupted"
-RESTART_END_REASON = "server_restart"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+# how a call that was in progress may end (interrupted is only set at a restart)
+CALL_ENDINGS = (CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.ABANDONED)
 
 
 class Base(DeclarativeBase):
@@ -73,7 +72,7 @@ class Call(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # in_progress | completed | failed | abandoned | interrupted (its server stopped mid-call)
-    status: Mapped[str] = mapped_column(String(16), default="in_progress", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=CallStatus.IN_PROGRESS, index=True)
     end_reason: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -277,7 +276,7 @@ class CallStore:
                 return False
             # only a live call takes the carrier's word: an interrupted one (its server stopped
             # mid-call) stays interrupted, the more telling status
-            if call.status == "in_progress" and status in ("completed", "failed", "abandoned"):
+            if call.status == CallStatus.IN_PROGRESS and status in CALL_ENDINGS:
                 call.status = status
                 call.ended_at = call.ended_at or utcnow()
             call.end_reason = call.end_reason or end_reason
@@ -304,45 +303,20 @@ class CallStore:
             mine = or_(mine, Call.instance.is_(None))
         with self._session.begin() as s:
             calls = s.scalars(
-                select(Call).where(Call.status == "in_progress", mine).with_for_update()
+                select(Call).where(Call.status == CallStatus.IN_PROGRESS, mine).with_for_update()
             ).all()
             for call in calls:
-                call.status = INTERRUPTED
-                call.end_reason = call.end_reason or RESTART_END_REASON
+                call.status = CallStatus.INTERRUPTED
+                call.end_reason = call.end_reason or EndReason.SERVER_RESTART
                 call.ended_at = _last_known_moment(s, call)
         if calls:
             logger.warning(
                 f"{len(calls)} call(s) left in progress when {instance} last stopped closed as "
-                f"{INTERRUPTED}: {', '.join(c.id for c in calls)}"
+                f"{CallStatus.INTERRUPTED}: {', '.join(c.id for c in calls)}"
             )
         else:
             logger.info(f"no calls left in progress by {instance}")
         return len(calls)
-
-    def open_ticket(
-        self,
-        *,
-        summary: str,
-        call_id: str | None = None,
-        caller: str | None = None,
-        category: str = "other",
-        priority: str = "P3",
-        reason: str | None = None,
-    ) -> str:
-        """Store a new ticket and return its number (INC + 7 digits, from the row id)."""
-        with self._session.begin() as s:
-            ticket = Ticket(
-                call_id=call_id,
-                caller=caller,
-                category=category,
-                priority=priority,
-                summary=self.redact(summary)[:2000],
-                reason=reason,
-            )
-            s.add(ticket)
-            s.flush()
-            ticket.number = f"INC{ticket.id:07d}"
-            return ticket.number
 
     def tickets_for_call(self, call_id: str) -> list[dict[str, Any]]:
         with self._session() as s:
@@ -401,7 +375,7 @@ class CallStore:
 
 def _last_known_moment(s: Session, call: Call) -> datetime:
     """When ``call`` was last known to be going: its latest turn's last stage, or its start."""
-    started = _aware(call.started_at) or utcnow()
+    started = as_utc(call.started_at) or utcnow()
     turn = s.scalars(
         select(Turn).where(Turn.call_id == call.id).order_by(Turn.index.desc()).limit(1)
     ).first()
@@ -419,25 +393,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    """``at`` with its time zone (SQLite hands back naive datetimes, stored in UTC)."""
-    return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def _iso(at: datetime | None) -> str | None:
-    """ISO 8601 in UTC on every database (SQLite hands back naive datetimes, stored in UTC)."""
-    at = _aware(at)
-    return None if at is None else at.isoformat()
-
-
 def call_to_dict(call: Call, with_turns: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": call.id,
         "transport": call.transport,
         "caller": call.caller,
         "external_id": call.external_id,
-        "started_at": _iso(call.started_at),
-        "ended_at": _iso(call.ended_at),
+        "started_at": iso_utc(call.started_at),
+        "ended_at": iso_utc(call.ended_at),
         "status": call.status,
         "end_reason": call.end_reason,
         "error": call.error,

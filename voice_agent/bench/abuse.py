@@ -137,7 +137,7 @@ async def _measured_calls(
     url: str, token: str, audio: list[list[tuple[str, Any]]], config: AbuseBenchConfig
 ) -> tuple[list[float], list[str], set[str]]:
     """First answer audio of every caller turn (seconds), what went wrong, the call SIDs."""
-    from telephony.twilio_dialer import dial
+    from voice_agent.telephony.twilio_dialer import dial
 
     answers: list[float] = []
     errors: list[str] = []
@@ -168,9 +168,9 @@ async def run_abuse_bench(
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Both phases, quiet then abused; the report (``--json``'s object)."""
-    from telephony.twilio_dialer import load_phone_audio
     from voice_agent.console.users import UserStore
     from voice_agent.storage import CallStore
+    from voice_agent.telephony.twilio_dialer import load_phone_audio
 
     config.check()
     scripts = choose_scripts(config.audio, config.turns_per_call, config.speech_dir)

@@ -178,7 +178,7 @@ def latency(
     if quick and files:
         files = files[:2]
     bench = BenchConfig(
-        transport=transport,  # type: ignore[arg-type] - checked by BenchConfig.check
+        transport=transport,  # type: ignore[arg-type]  # checked by BenchConfig.check
         url=url,
         database_url=database_url,
         calls=calls,

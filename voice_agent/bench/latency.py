@@ -19,15 +19,15 @@ SpokenWOZ turns about 0.65 s), so a server that starts replying inside that sile
 figure near zero while its stage offsets stay positive.
 
 Transports: ``twilio`` dials the server's ``/twilio/media`` socket exactly as Twilio streams a call
-(``telephony.twilio_dialer``), against ``--url`` or a server started here in-process; ``local``
-runs the in-process simulated caller (``voice_agent.simulated_call``), no network at all.
+(``voice_agent.telephony.twilio_dialer``), against ``--url`` or a server started here in-process;
+``local`` runs the in-process simulated caller (``voice_agent.telephony.simulated_call``), no
+network at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import re
 import tempfile
 import time
@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from voice_agent.bench.machine import machine_info, models_summary, redact_url
 from voice_agent.settings import Settings
+from voice_agent.stats import percentile
 
 # (report key, stage in the call record, label): offsets from ``speech_end``, in pipeline order
 STAGES: tuple[tuple[str, str, str], ...] = (
@@ -77,19 +78,6 @@ class BenchError(Exception):
 
 
 # -- statistics ----------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile with linear interpolation (numpy's default); None when empty."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {q}")
-    data = sorted(v for v in values if v is not None and not math.isnan(v))
-    if not data:
-        return None
-    pos = (len(data) - 1) * q / 100
-    low = math.floor(pos)
-    high = min(low + 1, len(data) - 1)
-    return round(data[low] + (data[high] - data[low]) * (pos - low), 3)
 
 
 def describe(values: Sequence[float | None]) -> dict[str, Any]:
@@ -287,30 +275,16 @@ async def check_server(ws_url: str) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def in_process_server(settings: Settings, engines: Any) -> AsyncIterator[str]:
     """The agent server on 127.0.0.1 (a free port) in this event loop; yields its media URL."""
-    import uvicorn
-
+    from voice_agent.loopback_server import HOST, ServerStartError, serving_in_process
     from voice_agent.server import create_app
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, engines=engines),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            ws_max_size=settings.twilio_max_message_bytes * 4,
-        )
-    )
-    task = asyncio.create_task(server.serve(), name="bench-server")
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        if task.done():
-            raise BenchError("the in-process server did not start (see the log above)")
-        await asyncio.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    app = create_app(settings, engines=engines)
+    ws_max_size = settings.twilio_max_message_bytes * 4
     try:
-        yield f"ws://127.0.0.1:{port}/twilio/media"
-    finally:
-        server.should_exit = True
-        await task
+        async with serving_in_process(app, ws_max_size=ws_max_size, name="bench-server") as port:
+            yield f"ws://{HOST}:{port}/twilio/media"
+    except ServerStartError as e:
+        raise BenchError(str(e)) from e
 
 
 def read_call_records(
@@ -424,12 +398,12 @@ async def run_twilio_level(
     greeting_timeout_secs: float,
     auth_token: str | None = None,
 ) -> LevelRun:
-    from telephony.twilio_dialer import dial_many, load_phone_audio
-    from voice_agent.audio import AudioDecodeError
+    from voice_agent.speech.audio import AudioDecodeError
+    from voice_agent.telephony.twilio_dialer import dial_many, load_phone_audio
 
     audio: list[list[tuple[str, Any]]] = []
     for script in scripts:
-        turns = []
+        turns: list[tuple[str, Any]] = []  # the audio, or why it could not be read
         for path in script.files:
             try:
                 turns.append((str(path), load_phone_audio(path)))
@@ -449,7 +423,7 @@ async def run_twilio_level(
     )
     wall = time.monotonic() - started
     calls_by_sid: dict[str, dict[str, Any]] = {}
-    note = "server-side stages not read: no database URL"
+    note: str | None = "server-side stages not read: no database URL"
     if database_url is not None:
         sids = [r.call_sid for r in results if r.error is None]
         calls_by_sid, note = await asyncio.to_thread(read_call_records, database_url, sids)
@@ -516,7 +490,7 @@ async def run_local_level(
     concurrency: int,
     reply_timeout_secs: float,
 ) -> LevelRun:
-    from voice_agent.simulated_call import simulate_call
+    from voice_agent.telephony.simulated_call import simulate_call
 
     gate = asyncio.Semaphore(concurrency)
 
@@ -568,8 +542,8 @@ class BenchConfig:
 
 
 def load_engines(settings: Settings) -> Any:
-    from models.store import ModelNotReadyError
     from voice_agent.engines import Engines
+    from voice_agent.models.store import ModelNotReadyError
 
     try:
         return Engines.load(settings)
@@ -610,6 +584,7 @@ async def run_bench(
         for concurrency in config.concurrency:
             progress(f"concurrency {concurrency}: {config.calls} calls...")
             if config.transport == "twilio":
+                assert url is not None  # given, or the in-process server's
                 level = await run_twilio_level(
                     url,
                     scripts,

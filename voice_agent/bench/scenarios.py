@@ -1,12 +1,12 @@
 """Scripted helpdesk calls played over the Twilio protocol and graded from the call records.
 
 ``voice-agent bench scenarios`` is how an IT team checks a deployment before it goes live, and
-how we measure what a caller experiences. Each scenario (``telephony.scripted_caller``) is one
-caller with one problem and what a correct call ends with. The caller speaks with an espeak-ng
-voice through a phone line (``telephony.caller_voice``: never the agent's own Piper voice), over
-Twilio Media Streams in real time (``telephony.twilio_dialer``), and answers what the agent just
-said, read from the call records as the server stores them. When the call is over, the stored
-call is graded:
+how we measure what a caller experiences. Each scenario (``voice_agent.telephony.scripted_caller``)
+is one caller with one problem and what a correct call ends with. The caller speaks with an
+espeak-ng voice through a phone line (``voice_agent.telephony.caller_voice``: never the agent's own
+Piper voice), over Twilio Media Streams in real time (``voice_agent.telephony.twilio_dialer``), and
+answers what the agent just said, read from the call records as the server stores them. When the
+call is over, the stored call is graded:
 
 * ``category`` / ``priority``: the triage on the call record (a list in the scenario: any of them);
 * ``runbook``: the first runbook the agent walked (the first article cited by a reply; ``-``:
@@ -35,14 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from telephony.scripted_caller import (
-    CallerState,
-    Scenario,
-    ScenarioError,
-    every_line,
-    load_scenarios,
-    next_line,
-)
 from voice_agent.bench.latency import (
     BenchError,
     check_server,
@@ -54,6 +46,14 @@ from voice_agent.bench.latency import (
 from voice_agent.bench.machine import machine_info, models_summary, redact_url
 from voice_agent.bench.wer import score
 from voice_agent.settings import Settings
+from voice_agent.telephony.scripted_caller import (
+    CallerState,
+    Scenario,
+    ScenarioError,
+    every_line,
+    load_scenarios,
+    next_line,
+)
 
 DEFAULT_SCENARIOS = (
     Path(__file__).resolve().parents[2].parent / "shared" / "eval" / "scenarios_dev.jsonl"
@@ -97,8 +97,8 @@ def caller_phone(scenario: Scenario) -> str:
 
 
 class ScenarioCaller:
-    """A :class:`telephony.twilio_dialer.CallerScript` for one scenario: it reads what the agent
-    said from the call records and answers it from the scenario."""
+    """A :class:`voice_agent.telephony.twilio_dialer.CallerScript` for one scenario: it reads what
+    the agent said from the call records and answers it from the scenario."""
 
     def __init__(
         self,
@@ -134,7 +134,7 @@ class ScenarioCaller:
 def synthesize_lines(scenarios: list[Scenario]) -> dict[str, dict[str, Any]]:
     """Every line each caller may say, spoken and put through a phone line, before any call:
     the caller answers at once, and synthesis never competes with the agent for the CPU."""
-    from telephony.caller_voice import CallerVoice, CallerVoiceError
+    from voice_agent.telephony.caller_voice import CallerVoice, CallerVoiceError
 
     audio: dict[str, dict[str, Any]] = {}
     for scenario in scenarios:
@@ -391,8 +391,8 @@ async def run_scenarios(
     """Play every scenario (``runs`` times) and return the report (``--json``'s object)."""
     import tempfile
 
-    from telephony.twilio_dialer import dial
     from voice_agent.storage import CallStore
+    from voice_agent.telephony.twilio_dialer import dial
 
     config.check()
     try:

@@ -8,14 +8,14 @@ configured Whisper settings and vocabulary) and scores the transcripts strict an
 * ``phone``: the 68 real 8 kHz caller turns in ``../shared/data/speech/telephony`` (silver
   references) - the guard: they are real people on real phone lines, and not about IT;
 * ``scenarios``: every line the callers of a scenario file may say, spoken by their espeak-ng
-  voices through a phone line (``telephony.caller_voice``);
+  voices through a phone line (``voice_agent.telephony.caller_voice``);
 * ``tickets``: ticket numbers ("I N C, 0 4 1 ...") read by the voices of a scenario file's callers
   after "What's the ticket number?", two each, the numbers drawn from a fixed seed;
 * ``clean``: the 15 clean clips with gold transcripts.
 
 Each scenario line is decoded after the question the agent asks before it (``context``, as on a
-call: ``voice_agent.stt.recognition_prompt``), and a ticket number under the answer grammar the
-agent's question sets (``answers``: ``voice_agent.answer_grammar``). Variants
+call: ``voice_agent.speech.stt.recognition_prompt``), and a ticket number under the answer grammar
+the agent's question sets (``answers``: ``voice_agent.speech.answer_grammar``). Variants
 (``--variant "beam=5 vocabulary=off context=off answers=off"``) decode the same audio with other
 settings in the same run, so their WER and decode time compare directly (decode time as a ratio
 to the first).
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from voice_agent.answer_grammar import Expected
 from voice_agent.bench.latency import BenchError, percentile
 from voice_agent.bench.wer import score
+from voice_agent.speech.answer_grammar import Expected
 
 SETS = ("phone", "scenarios", "tickets", "clean")
 SPEECH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
@@ -63,7 +63,7 @@ class Utterance:
 def agent_question(kind: str) -> str | None:
     """What the agent says before a scripted caller's line of this kind (``caller_lines``), in
     the product's own words; None before the opening (the greeting: the vocabulary is used)."""
-    from flows import prompts
+    from voice_agent.flows import prompts
 
     return {
         "step": prompts.say_step("Restart the app", 2, 4),
@@ -79,7 +79,7 @@ def agent_question(kind: str) -> str | None:
 
 def expected_answer(kind: str) -> Expected:
     """The answer grammar the agent's question before a line of this kind sets, as on a call
-    (``flows.conversation.EXPECTED_ANSWERS``)."""
+    (``voice_agent.flows.conversation.EXPECTED_ANSWERS``)."""
     return {"ticket_number": Expected.TICKET_NUMBER}.get(kind, Expected.SPEECH)
 
 
@@ -91,8 +91,8 @@ def as_heard(samples: np.ndarray, rate: int, noise_floor_dbfs: float | None) -> 
     """Audio as the STT service gets it on a call: silence around it (pipecat keeps up to a
     second before the VAD's start and pads the end), resampled to 16 kHz, through the
     transports' input filter (auto-gain, noise floor), as float32."""
-    from voice_agent.audio import resample_int16
-    from voice_agent.auto_gain import AutoGainFilter
+    from voice_agent.speech.audio import resample_int16
+    from voice_agent.speech.auto_gain import AutoGainFilter
 
     padded = np.concatenate(
         [
@@ -130,12 +130,16 @@ def _references(speech_dir: Path) -> dict[str, str]:
 
 def load_set(name: str, *, speech_dir: Path = SPEECH_DIR, scenarios: Path | None = None):
     """The utterances of one set, with their references."""
-    from voice_agent.audio import decode_audio_file
+    from voice_agent.speech.audio import decode_audio_file
 
     if name in ("scenarios", "tickets"):
-        from telephony.caller_voice import CallerVoice, CallerVoiceError
-        from telephony.scripted_caller import ScenarioError, caller_lines, load_scenarios
         from voice_agent.bench.scenarios import DEFAULT_SCENARIOS
+        from voice_agent.telephony.caller_voice import CallerVoice, CallerVoiceError
+        from voice_agent.telephony.scripted_caller import (
+            ScenarioError,
+            caller_lines,
+            load_scenarios,
+        )
 
         try:
             found = load_scenarios(scenarios or DEFAULT_SCENARIOS)
@@ -217,7 +221,7 @@ def decode_all(
     answers: bool = True,
 ) -> list[dict]:
     """Each utterance decoded as a call would: through the transports' input filter, after the
-    agent's question when ``context`` (``voice_agent.stt.recognition_prompt``), else with the
+    agent's question when ``context`` (``voice_agent.speech.stt.recognition_prompt``), else with the
     vocabulary alone; under the question's answer grammar when ``answers``."""
     rows = []
     for u in utterances:
@@ -252,9 +256,9 @@ def run_stt_bench(
     scenarios: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    from models.store import ModelNotReadyError, resolve
     from voice_agent.engines import open_knowledge, stt_vocabulary
-    from voice_agent.stt import WhisperEngine
+    from voice_agent.models.store import ModelNotReadyError, resolve
+    from voice_agent.speech.stt import WhisperEngine
 
     parsed = [parse_variant(v) for v in (variants or [""])]
     utterances: list[Utterance] = []

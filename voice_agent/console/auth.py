@@ -105,8 +105,10 @@ class SessionCodec:
         if not cookie:
             return None
         try:
-            data, signed = self._sessions.loads(
-                cookie, max_age=self.idle_secs, return_timestamp=True
+            data, signed = self._sessions.loads(  # max_age is compared, so seconds may be a float
+                cookie,
+                max_age=self.idle_secs,  # type: ignore[arg-type]
+                return_timestamp=True,
             )
         except (BadSignature, SignatureExpired):
             return None

@@ -22,11 +22,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from voice_agent.call_records import LATENCIES, STAGES
+from voice_agent.clock import as_utc, iso_utc, utcnow
 from voice_agent.console.charts import chart_span, waterfall
+from voice_agent.records import LATENCIES, STAGES, CallStatus, Outcome
 from voice_agent.storage import Call, Ticket, Turn
 
-OUTCOMES = ("resolved", "status", "ticket", "callback", "transferred", "abandoned")
+OUTCOMES = tuple(Outcome)  # for the filter, in the order the console lists them
 SORTS = {"started": "Started", "duration": "Duration", "v2v": "Voice to voice"}
 PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -196,20 +197,6 @@ def _conditions(f: CallFilter) -> list[ColumnElement]:
     return cond
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite gives naive datetimes back; they were stored as UTC
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def snippet(text: str, words: str, width: int = 70) -> list[tuple[str, bool]]:
     """The part of ``text`` around the first match of ``words``: [(piece, is_match), ...]."""
     at = text.lower().find(words.lower())
@@ -282,8 +269,8 @@ class ConsoleQueries:
     def _row(call: Call, duration, v2v, ticket, turns) -> dict[str, Any]:
         return {
             "id": call.id,
-            "started_at": _iso(call.started_at),
-            "ended_at": _iso(call.ended_at),
+            "started_at": iso_utc(call.started_at),
+            "ended_at": iso_utc(call.ended_at),
             "duration_secs": round(float(duration), 1) if duration is not None else None,
             "transport": call.transport,
             "caller": call.caller,
@@ -363,8 +350,8 @@ class ConsoleQueries:
             tickets = s.scalars(
                 select(Ticket).where(Ticket.call_id == call_id).order_by(Ticket.id)
             ).all()
-            started = _aware(call.started_at)
-            ended = _aware(call.ended_at)
+            started = as_utc(call.started_at)
+            ended = as_utc(call.ended_at)
             t0 = started.timestamp() if started else None
             turns = [turn_view(t, t0) for t in call.turns]
             answered = [t["voice_to_voice_secs"] for t in turns if t["voice_to_voice_secs"]]
@@ -375,8 +362,8 @@ class ConsoleQueries:
                 "caller_name": call.caller_name,
                 "callback_number": call.callback_number,
                 "external_id": call.external_id,
-                "started_at": _iso(call.started_at),
-                "ended_at": _iso(call.ended_at),
+                "started_at": iso_utc(call.started_at),
+                "ended_at": iso_utc(call.ended_at),
                 "duration_secs": (
                     round((ended - started).total_seconds(), 1) if started and ended else None
                 ),
@@ -396,10 +383,12 @@ class ConsoleQueries:
 
     # -- calls in progress ------------------------------------------------------------------
     def live_calls(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        now = now or datetime.now(UTC)
+        now = now or utcnow()
         with Session(self.engine) as s:
             calls = s.scalars(
-                select(Call).where(Call.status == "in_progress").order_by(Call.started_at.desc())
+                select(Call)
+                .where(Call.status == CallStatus.IN_PROGRESS)
+                .order_by(Call.started_at.desc())
             ).all()
             out = []
             for call in calls:
@@ -409,7 +398,7 @@ class ConsoleQueries:
                     .order_by(Turn.index.desc())
                     .limit(LIVE_TURNS)
                 ).all()
-                started = _aware(call.started_at)
+                started = as_utc(call.started_at)
                 t0 = started.timestamp() if started else None
                 out.append(
                     {
@@ -417,7 +406,7 @@ class ConsoleQueries:
                         "transport": call.transport,
                         "caller": call.caller,
                         "caller_name": call.caller_name,
-                        "started_at": _iso(call.started_at),
+                        "started_at": iso_utc(call.started_at),
                         "elapsed_secs": (
                             round((now - started).total_seconds()) if started else None
                         ),
@@ -450,7 +439,7 @@ def ticket_view(t: Ticket) -> dict[str, Any]:
         "callback_number": t.callback_number,
         "external_number": t.external_number,
         "sync_error": t.sync_error,
-        "created_at": _iso(t.created_at),
+        "created_at": iso_utc(t.created_at),
     }
 
 

@@ -247,7 +247,8 @@ class Console:
         session: Session | None = getattr(request.state, "console_session", None)
         token = request.headers.get(CSRF_HEADER)
         if token is None and "form" in request.headers.get("content-type", ""):
-            token = (await request.form()).get(CSRF_FIELD)
+            field = (await request.form()).get(CSRF_FIELD)
+            token = field if isinstance(field, str) else None
         if session is None or not self.codec.check_csrf(session, token):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
 

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from voice_agent.storage import User, utcnow
+from voice_agent.clock import utcnow
+from voice_agent.storage import User
 
 ROLES = ("supervisor", "admin")
 MIN_PASSWORD_CHARS = 10

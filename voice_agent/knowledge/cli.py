@@ -15,7 +15,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from voice_agent.cli_options import ConfigOpt
@@ -118,7 +125,7 @@ def _ingest(store, paths: list[Path], *, max_mb: float = 5.0, quiet: bool = Fals
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=_err, disable=quiet, transient=False) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             label = {"scan": "files", "embed": "chunks"}.get(stage, stage)

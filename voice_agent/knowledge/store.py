@@ -226,17 +226,16 @@ class KnowledgeStore:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        client = getattr(self, "_client", None)
+        """Close the client and the manifest, once (also for a store that failed half-way)."""
+        client = self.__dict__.pop("_client", None)
         if client is not None:
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
-            self._client = None
-        db = getattr(self, "_db", None)
+        db = self.__dict__.pop("_db", None)
         if db is not None:
             db.close()
-            self._db = None
 
     def __enter__(self) -> KnowledgeStore:
         return self
@@ -316,14 +315,14 @@ class KnowledgeStore:
                         SkippedFile(str(raw), "missing", "no such file or folder")
                     )
                     continue
-                root = _owning_root(given, known_roots)
-                if root is None:
-                    root = given if given.is_dir() else given.parent
+                owner = _owning_root(given, known_roots)
+                if owner is None:
+                    owner = given if given.is_dir() else given.parent
                 if given.is_dir():
-                    prefix = given.relative_to(root).as_posix()
-                    scopes.append((str(root), "" if prefix == "." else prefix + "/"))
+                    prefix = given.relative_to(owner).as_posix()
+                    scopes.append((str(owner), "" if prefix == "." else prefix + "/"))
                 work.extend(
-                    (str(root), f, f.relative_to(root).as_posix()) for f in iter_files(given)
+                    (str(owner), f, f.relative_to(owner).as_posix()) for f in iter_files(given)
                 )
 
             with self._lock:
@@ -469,7 +468,9 @@ class KnowledgeStore:
             stale = [i for _, _, _, old in group for i in old]
             if stale:
                 self._client.delete(
-                    self.collection, points_selector=models.PointIdsList(points=stale), wait=True
+                    self.collection,
+                    points_selector=models.PointIdsList(points=list[models.ExtendedPointId](stale)),
+                    wait=True,
                 )
         except Exception as e:
             raise self._unavailable(e) from e
@@ -506,7 +507,11 @@ class KnowledgeStore:
             if ids:
                 try:
                     self._client.delete(
-                        self.collection, points_selector=models.PointIdsList(points=ids), wait=True
+                        self.collection,
+                        points_selector=models.PointIdsList(
+                            points=list[models.ExtendedPointId](ids)
+                        ),
+                        wait=True,
                     )
                 except Exception as e:
                     raise self._unavailable(e) from e
@@ -631,7 +636,10 @@ class KnowledgeStore:
                 orphans = list(stored - listed)
                 if orphans:
                     self._client.delete(
-                        self.collection, points_selector=models.PointIdsList(points=orphans)
+                        self.collection,
+                        points_selector=models.PointIdsList(
+                            points=list[models.ExtendedPointId](orphans)
+                        ),
                     )
             except Exception as e:
                 raise self._unavailable(e) from e

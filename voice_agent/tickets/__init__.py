@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
 from voice_agent.tickets.itsm import (
     ExternalIncident,
     IncidentChanges,
@@ -40,10 +41,10 @@ __all__ = [
 ]
 
 
-class TicketConfigError(ValueError):
+class TicketConfigError(VoiceAgentError, ValueError):
     """The ITSM settings are incomplete or wrong; the message names the settings to set."""
 
-    code = "bad_itsm_settings"
+    code = ErrorCode.BAD_ITSM_SETTINGS
 
 
 def make_ticket_service(settings: Settings, store: CallStore) -> TicketService:

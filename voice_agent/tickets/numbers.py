@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import re
 
+from voice_agent.spoken_digits import DIGIT_WORDS, REPEAT_WORDS, token_digits
+
 PREFIX = "INC"
 DIGITS = 7
-
-DIGIT_WORDS = {  # spoken digits as Whisper writes them (shared with flows.caller_words)
-    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
-}  # fmt: skip
-REPEAT_WORDS = {"double": 2, "triple": 3}
 
 # "I N C", "I.N.C.", "i-n-c" -> "inc"; "INC0001234", "inc#1234" -> "inc 0001234"
 _SPELLED_INC = re.compile(r"\bi[\s.,-]+n[\s.,-]+c\b\.?", re.IGNORECASE)
@@ -110,12 +106,12 @@ def _digits_after(
     while i < len(tokens):
         word = tokens[i]
         if word.isdigit():
-            digits.append(word * repeat if len(word) == 1 else word)
+            digits.append(token_digits(word, repeat))
             written = True
         elif word in ("o", "oh") and i + 1 < len(tokens) and not _is_digit_token(tokens, i + 1):
             break  # "1234, oh wait": a trailing "oh" is a digit only at the very end
         elif word in DIGIT_WORDS:
-            digits.append(DIGIT_WORDS[word] * repeat)
+            digits.append(token_digits(word, repeat))
         elif word in REPEAT_WORDS and i + 1 < len(tokens) and _is_digit_token(tokens, i + 1):
             repeat = REPEAT_WORDS[word]
             i += 1

@@ -14,16 +14,18 @@ from datetime import UTC, datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from voice_agent.storage import CallStore, Ticket, utcnow
+from voice_agent.clock import as_utc, utcnow
+from voice_agent.errors import ErrorCode, VoiceAgentError
+from voice_agent.storage import CallStore, Ticket
 from voice_agent.tickets.itsm import STATUSES, ExternalIncident
 
 SUMMARY_CHARS = 2000
 
 
-class TicketNotFoundError(LookupError):
+class TicketNotFoundError(VoiceAgentError, LookupError):
     """No ticket with that number (locally, or in the ITSM system when one is configured)."""
 
-    code = "ticket_not_found"
+    code = ErrorCode.TICKET_NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,8 @@ class TicketInfo:
             callback_number=row.callback_number,
             external_number=row.external_number,
             sync_error=row.sync_error,
-            created_at=_aware(row.created_at),
-            updated_at=_aware(row.updated_at),
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
             call_id=row.call_id,
             description=row.description,
             reason=row.reason,
@@ -116,15 +118,15 @@ class TicketRecords:
         self,
         *,
         summary: str,
-        category: str,
-        priority: str,
-        call_id: str | None,
-        caller: str | None,
-        caller_name: str | None,
-        callback_number: str | None,
-        description: str,
-        assignment: str | None,
-        reason: str | None,
+        category: str = "other",
+        priority: str = "P3",
+        call_id: str | None = None,
+        caller: str | None = None,
+        caller_name: str | None = None,
+        callback_number: str | None = None,
+        description: str = "",
+        assignment: str | None = None,
+        reason: str | None = None,
     ) -> TicketInfo:
         redact = self.store.redact
         with self._session.begin() as s:
@@ -143,7 +145,7 @@ class TicketRecords:
             )
             s.add(row)
             s.flush()
-            row.number = f"INC{row.id:07d}"  # the same numbering as CallStore.open_ticket
+            row.number = f"INC{row.id:07d}"  # INC + 7 digits, from the row id
             return TicketInfo.from_row(row)
 
     def find(self, number: str) -> TicketInfo | None:
@@ -269,10 +271,3 @@ class TicketRecords:
             .where(or_(Ticket.number == number, Ticket.external_number == number))
             .order_by((Ticket.number == number).desc())
         ).first()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they were written in UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value

@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 from loguru import logger
 
+from voice_agent.clock import as_utc, utcnow
 from voice_agent.tickets.itsm import ExternalIncident, IncidentChanges, ITSMError, NewIncident
 
 TABLE_PATH = "/api/now/table/incident"
@@ -286,9 +287,7 @@ def retry_after_secs(value: str | None, now: datetime | None = None) -> float | 
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return max(0.0, (as_utc(when) - (now or utcnow())).total_seconds())
 
 
 def _error(response: httpx.Response, method: str, path: str) -> ITSMError:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 FORMAT_VERSION = 1
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
@@ -27,8 +29,8 @@ EMBEDDING_WEIGHT = 1.0  # both blocks are L2-normalised; equal weight
 TFIDF_WEIGHT = 1.0
 
 
-class ModelError(ValueError):
-    code = "bad_triage_model"
+class ModelError(VoiceAgentError, ValueError):
+    code = ErrorCode.BAD_TRIAGE_MODEL
 
 
 @dataclass

@@ -50,8 +50,8 @@ def _load_triager(settings: Settings, use_llm: bool):
 
     engine = None
     if use_llm and settings.triage_llm_fallback and settings.llm_backend == "local":
-        from models.store import ModelNotReadyError, resolve
-        from voice_agent.llm import LlamaEngine
+        from voice_agent.llm.service import LlamaEngine
+        from voice_agent.models.store import ModelNotReadyError, resolve
 
         try:
             path = resolve(settings.llm_model, "llm", settings.models_dir)
@@ -196,7 +196,7 @@ def cv(
     try:
         taxonomy = load_taxonomy(settings.triage_taxonomy)
         result = cross_validate(labels, taxonomy, folds=folds, seed=seed)
-    except (*_bad_input_errors(), CrossValidationError) as e:
+    except _bad_input_errors() + (CrossValidationError,) as e:
         raise _fail(str(e)) from e
     if as_json:
         typer.echo(json.dumps(result.as_dict()))

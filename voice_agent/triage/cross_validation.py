@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
 from voice_agent.triage.classifier import Embed, TriageClassifier, default_embed
 from voice_agent.triage.evaluation import Scores, score
 from voice_agent.triage.service import Triager, TriageResult
@@ -30,8 +31,8 @@ from voice_agent.triage.taxonomy import Taxonomy
 from voice_agent.triage.training import read_labels
 
 
-class CrossValidationError(ValueError):
-    code = "bad_cross_validation"
+class CrossValidationError(VoiceAgentError, ValueError):
+    code = ErrorCode.BAD_CROSS_VALIDATION
 
 
 @dataclass

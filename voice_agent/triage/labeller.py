@@ -14,14 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
 from voice_agent.triage.rules import rule_category, rule_priority
 from voice_agent.triage.tickets import caller_text, is_english, is_machine_generated
 
 TRAINING_COLUMNS = ("row", "caller_text", "category", "priority")
 
 
-class LabellingError(ValueError):
-    code = "bad_tickets"
+class LabellingError(VoiceAgentError, ValueError):
+    code = ErrorCode.BAD_TICKETS
 
 
 @dataclass

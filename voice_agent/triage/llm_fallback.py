@@ -17,14 +17,15 @@ import json
 from contextlib import aclosing
 from typing import Any
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
 from voice_agent.triage.taxonomy import Taxonomy
 
 MAX_TOKENS = 32
 CALLER_TEXT_CHARS = 300
 
 
-class TriageLLMError(RuntimeError):
-    code = "triage_llm_failed"
+class TriageLLMError(VoiceAgentError, RuntimeError):
+    code = ErrorCode.TRIAGE_LLM_FAILED
 
 
 def answer_schema(categories: list[str], priorities: list[str]) -> dict[str, Any]:
@@ -79,7 +80,7 @@ async def ask_local(
     candidates: list[str] | None = None,
     timeout_secs: float = 6.0,
 ) -> tuple[str, str]:
-    """Constrained generation with the in-process :class:`~voice_agent.llm.LlamaEngine`."""
+    """Constrained generation with the in-process :class:`~voice_agent.llm.service.LlamaEngine`."""
     categories = candidates or taxonomy.category_names
     priorities = taxonomy.priority_names
     messages = [

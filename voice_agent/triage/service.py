@@ -46,6 +46,23 @@ class TriageResult:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def for_call(self, *, latency_secs: float | None = None) -> dict[str, Any]:
+        """What a call keeps of this result: category, priority, confidence (3 places), source,
+        then escalation and assignment group (the conversation's state); given ``latency_secs``
+        (the call record the console shows), the latency in milliseconds in their place."""
+        out: dict[str, Any] = {
+            "category": self.category,
+            "priority": self.priority,
+            "confidence": round(float(self.confidence), 3),
+            "source": self.source,
+        }
+        if latency_secs is None:
+            out["escalate"] = bool(self.escalate)
+            out["assignment_group"] = self.assignment_group
+        else:
+            out["latency_ms"] = round(latency_secs * 1000, 1)
+        return out
+
 
 class Triager:
     """Classifier + guide rules + optional LLM fallback over one taxonomy."""
@@ -182,7 +199,8 @@ class Triager:
         pred = await asyncio.to_thread(self.classifier.predict, text)
         if pred.category_confidence >= self.min_confidence or not self.has_llm or not text:
             return self._without_llm(text, pred, started)
-        ranked = sorted(pred.category_probs, key=pred.category_probs.get, reverse=True)
+        probs = pred.category_probs
+        ranked = sorted(probs, key=lambda category: probs[category], reverse=True)
         candidates = ranked[:LLM_CANDIDATES]
         matched = rule_category(text) if self.category_rules else None
         if matched is not None and matched[0] not in candidates:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
+
 DEFAULT_TAXONOMY = Path(__file__).resolve().parent / "taxonomy.toml"
 
 _TOP_KEYS = {"escalate_priorities", "category", "priority"}
@@ -20,10 +22,10 @@ _CATEGORY_KEYS = {"name", "description", "gloss", "assignment_group", "escalate"
 _PRIORITY_KEYS = {"name", "description", "impact", "urgency"}
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(VoiceAgentError, ValueError):
     """The taxonomy file is missing, not TOML, or breaks a rule; the message names the fix."""
 
-    code = "bad_taxonomy"
+    code = ErrorCode.BAD_TAXONOMY
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from voice_agent.errors import ErrorCode, VoiceAgentError
 
-class TSVError(ValueError):
-    code = "bad_tsv"
+
+class TSVError(VoiceAgentError, ValueError):
+    code = ErrorCode.BAD_TSV
 
 
 def read_tsv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:

@@ -5,8 +5,8 @@ Revises: 0002
 Create Date: 2026-12-01
 
 ``turns.understood``: ``{"act", "confidence", "by", "heard_logprob"}`` - the dialogue act the
-conversation read from the caller's words (``flows.understanding``) and Whisper's mean token
-log-probability for them, so a supervisor can see where a call went wrong because a word was
+conversation read from the caller's words (``voice_agent.flows.understanding``) and Whisper's mean
+token log-probability for them, so a supervisor can see where a call went wrong because a word was
 misheard. Older turns have none.
 """
 

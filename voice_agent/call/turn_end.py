@@ -1,0 +1,92 @@
+"""When the caller's turn ends: smart-turn, and the transcript's own sentence end.
+
+smart-turn v3 judges from the audio alone whether the caller sounds finished. When it says "not
+yet", the turn only ends after ``turn_max_silence_secs`` (1.5 s) of silence. On phone speech it
+often says "not yet" about a finished sentence, and the caller then waits the whole 1.5 s plus the
+answer. The finalized transcript is a second witness: when Whisper wrote a whole sentence ("...
+a train to Cambridge." or "...is that right?") and the caller has stayed silent for
+``sentence_end_silence_secs``, the turn ends there. Whisper marks words that trail off ("and...",
+"so the thing is,") and such endings never end a turn early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from pipecat.frames.frames import TranscriptionFrame, VADUserStoppedSpeakingFrame
+
+from voice_agent.call.acknowledgement import AcknowledgingTurnStop
+
+# Words that leave a sentence open even when Whisper put a full stop after them.
+_OPEN_ENDINGS = frozenset(
+    "and or but so because the a an to of for with if um uh er like my your our".split()
+)
+_SENTENCE_END = re.compile(r"[^.?!…]([.?!])[\"')\]]*\s*$")
+
+
+def ends_a_sentence(text: str) -> bool:
+    """Whether a transcript ends a sentence: a full stop, "?" or "!", not "..." or a comma,
+    and not after a word that leaves the sentence open ("and.")."""
+    text = text.strip()
+    if not _SENTENCE_END.search(text):
+        return False
+    last = re.sub(r"[^\w']", "", text.split()[-1].lower())
+    return bool(last) and last not in _OPEN_ENDINGS
+
+
+class SentenceEndTurnStop(AcknowledgingTurnStop):
+    """smart-turn end-of-turn detection (with the acknowledgement), plus: a finalized transcript
+    that ends a sentence ends the turn after ``sentence_end_silence_secs`` of silence, even when
+    smart-turn judged the audio unfinished. ``sentence_end_silence_secs=None`` turns that off."""
+
+    def __init__(self, *args, sentence_end_silence_secs: float | None = 0.8, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._sentence_end_silence_secs = sentence_end_silence_secs
+        self._speech_ended_at: float | None = None  # wall clock, as VAD frames carry it
+        self._sentence_end_task: asyncio.Task | None = None
+
+    async def cleanup(self):
+        await self._cancel_sentence_end()
+        await super().cleanup()
+
+    async def _discard_pending_end_of_turn(self):
+        await self._cancel_sentence_end()
+        await super()._discard_pending_end_of_turn()
+
+    async def _handle_vad_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame):
+        self._speech_ended_at = frame.timestamp - frame.stop_secs
+        await super()._handle_vad_user_stopped_speaking(frame)
+
+    async def _handle_transcription(self, frame: TranscriptionFrame):
+        await super()._handle_transcription(frame)
+        if (
+            self._sentence_end_silence_secs is None
+            or self._turn_complete
+            or self._vad_user_speaking
+            or not self._vad_stopped
+            or not frame.finalized
+            or self._speech_ended_at is None
+            or not ends_a_sentence(frame.text)
+        ):
+            return
+        await self._cancel_sentence_end()
+        silent_for = time.time() - self._speech_ended_at
+        wait = max(0.0, self._sentence_end_silence_secs - silent_for)
+        self._sentence_end_task = self.task_manager.create_task(
+            self._end_at_sentence_after(wait), f"{self}::end_at_sentence"
+        )
+
+    async def _end_at_sentence_after(self, secs: float) -> None:
+        await asyncio.sleep(secs)
+        self._sentence_end_task = None
+        if self._vad_user_speaking or self._turn_complete or not self._transcript_finalized:
+            return
+        self._turn_complete = True
+        await self._maybe_trigger_user_turn_stopped()
+
+    async def _cancel_sentence_end(self) -> None:
+        if self._sentence_end_task is not None:
+            task, self._sentence_end_task = self._sentence_end_task, None
+            await self.task_manager.cancel_task(task)

@@ -1,0 +1,349 @@
+"""The named stages of a turn, and the observer that timestamps them as frames flow.
+
+Stages (seconds since the epoch):
+
+- ``speech_start`` / ``speech_end``: the caller's speech as Silero VAD hears it (``speech_end`` is
+  the VAD stop minus its configured stop delay: when the caller actually went quiet)
+- ``stt_done``: the transcript is ready
+- ``turn_end``: the turn detector (smart-turn) decided the caller has finished
+- ``triage_done``: the caller's problem has a category and priority (first problem turn only)
+- ``lookup_done``: the runbook search for this turn returned
+- ``llm_first_token``: the language model's first token
+- ``first_sentence``: the first sentence handed to text-to-speech
+- ``tts_first_audio``: the first synthesized audio
+- ``first_audio_out``: the first reply audio written to the transport (what the caller hears;
+  may be a short acknowledgement)
+- ``answer_audio_out``: the first audio that carries the answer's content
+- ``bot_done``: the transport has sent the whole reply (or it was cut off)
+- ``reply_heard``: the caller's side confirms the reply finished playing (Twilio ``mark`` echo);
+  only for transports that report playback
+
+Transcripts, latency figures and (later) the supervisor console all read from these records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    ErrorFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    MetricsFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    UserStoppedSpeakingFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import LLMUsageMetricsData
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+
+from voice_agent.errors import error_code_of
+from voice_agent.records import TurnKind, TurnRecord
+
+
+class SeenFrames:
+    """Each frame once for an observer: a frame passes many processors on its way, and a
+    broadcast frame has a twin going the other way."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+
+    def first_time(self, frame) -> bool:
+        if frame.id in self._ids:
+            return False
+        self._ids.add(frame.id)
+        if frame.broadcast_sibling_id is not None:
+            self._ids.add(frame.broadcast_sibling_id)
+        return True
+
+
+def error_code(frame: ErrorFrame) -> str:
+    """The code the frame's exception carries (``voice_agent.errors``), or ``pipeline_error``."""
+    return error_code_of(frame.exception)
+
+
+TurnSink = Callable[[TurnRecord], Awaitable[None]]
+FrameHandler = Callable[[Any, "TurnRecord | None", float], Awaitable[None]]
+
+
+class TurnPhase(Enum):
+    """Where the open turn stands."""
+
+    LISTENING = "listening"  # the caller's turn: no answer decided, only "Okay." may play
+    ANSWERING = "answering"  # the answer is decided (flow words, the model, a fallback)
+
+
+class TurnRecorder(BaseObserver):
+    """Observes a call's pipeline and emits one :class:`TurnRecord` per turn to ``sink``.
+
+    A turn opens when the caller starts speaking (or when the bot speaks on its own: greeting,
+    fallback) and closes when the bot's reply has finished playing (and, with
+    ``wait_for_playback_marks``, the transport has confirmed the caller heard it:
+    :meth:`reply_heard`), or when the caller barges in over it (the turn is then marked
+    ``interrupted``). Each kind of frame is one method (``_on_<frame>``); what they share is the
+    open turn, its :class:`TurnPhase`, and three facts about the call: whether the model is
+    generating, whether the bot is speaking, and which turn was acknowledged.
+    """
+
+    def __init__(
+        self, sink: TurnSink, *, vad_stop_secs: float, wait_for_playback_marks: bool = False
+    ) -> None:
+        super().__init__()
+        self._wait_for_marks = wait_for_playback_marks
+        self._sink = sink
+        self._vad_stop_secs = vad_stop_secs
+        self._seen = SeenFrames()
+        self._clock_offset: float | None = None
+        self._turn: TurnRecord | None = None
+        self._phase = TurnPhase.LISTENING
+        self._next_index = 0
+        self._llm_running = False
+        self._response_started = False  # the model's first words of this response are next
+        self._bot_speaking = False
+        self._acked_turn: int | None = None  # the turn "Okay." was said for
+        self.turns: list[TurnRecord] = []
+        self._handler_cache: dict[type, FrameHandler | None] = {}
+        self._handlers: dict[type, FrameHandler] = {
+            VADUserStartedSpeakingFrame: self._on_caller_started,
+            VADUserStoppedSpeakingFrame: self._on_caller_stopped,
+            TranscriptionFrame: self._on_transcript,
+            UserStoppedSpeakingFrame: self._on_turn_end,
+            LLMFullResponseStartFrame: self._on_llm_started,
+            LLMFullResponseEndFrame: self._on_llm_ended,
+            LLMTextFrame: self._on_llm_text,
+            TTSStartedFrame: self._on_tts_started,
+            TTSAudioRawFrame: self._on_tts_audio,
+            BotStartedSpeakingFrame: self._on_bot_started,
+            BotStoppedSpeakingFrame: self._on_bot_stopped,
+            InterruptionFrame: self._on_interruption,
+            ErrorFrame: self._on_error,
+            MetricsFrame: self._on_metrics,
+        }
+
+    # -- public API for the call -------------------------------------------------------------
+    async def open_bot_turn(self, kind: TurnKind, text: str) -> None:
+        """The bot speaks unprompted (greeting, fallback): record it as its own turn."""
+        turn = self._turn
+        if turn is None or turn.kind != TurnKind.REPLY or "answer_audio_out" in turn.stages:
+            await self._close()  # the turn before is kept, whatever it holds
+            turn = self._open(kind)
+        elif turn.kind == TurnKind.REPLY and not turn.user_text:
+            turn.kind = kind
+        turn.bot_text = (turn.bot_text + " " + text).strip()
+        self._phase = TurnPhase.ANSWERING
+
+    def may_acknowledge(self) -> bool:
+        """Once per turn, and only while the caller's turn has no answer yet."""
+        turn = self._turn
+        return (
+            turn is not None
+            and turn.kind == TurnKind.REPLY
+            and not self._bot_speaking
+            and self._acked_turn != turn.index
+            and "answer_audio_out" not in turn.stages
+        )
+
+    def start_ack(self, text: str) -> None:
+        """A short acknowledgement is about to be spoken before this turn's answer."""
+        turn = self._turn
+        if turn is None:
+            return
+        self._acked_turn = turn.index
+        turn.bot_text = (text + " " + turn.bot_text).strip()
+
+    async def reply_heard(self) -> None:
+        """The transport confirmed the caller heard the reply to the end (Twilio's mark)."""
+        if self._turn is not None:
+            self._turn.mark("reply_heard", time.time())
+            await self._maybe_close()
+
+    @property
+    def answering(self) -> bool:
+        """False while only the acknowledgement can be playing (transports name marks by it)."""
+        return self._phase is TurnPhase.ANSWERING
+
+    @property
+    def bot_speaking(self) -> bool:
+        return self._bot_speaking
+
+    @property
+    def bot_idle(self) -> bool:
+        """True when nothing is being generated or played."""
+        return not self._llm_running and not self._bot_speaking
+
+    def speech_secs(self) -> float:
+        turn = self._turn
+        if turn is None or "speech_start" not in turn.stages:
+            return 0.0
+        return turn.stages.get("speech_end", time.time()) - turn.stages["speech_start"]
+
+    def note_error(self, code: str) -> None:
+        turn = self._turn or self._open(TurnKind.FALLBACK)
+        turn.error_code = turn.error_code or code
+
+    @property
+    def current(self) -> TurnRecord | None:
+        return self._turn
+
+    async def flush(self) -> None:
+        """Close the turn in progress (end of call)."""
+        if self._turn is not None:
+            await self._close()
+
+    # -- the turn ----------------------------------------------------------------------------
+    def _now(self, data: FramePushed) -> float:
+        if self._clock_offset is None:
+            self._clock_offset = time.time() - data.timestamp / 1e9
+        return self._clock_offset + data.timestamp / 1e9
+
+    def _open(self, kind: TurnKind) -> TurnRecord:
+        turn = TurnRecord(index=self._next_index, kind=kind)
+        self._next_index += 1
+        self._turn = turn
+        self._phase = TurnPhase.LISTENING
+        return turn
+
+    async def _close(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is None:
+            return
+        self.turns.append(turn)
+        await self._sink(turn)
+
+    async def _maybe_close(self) -> None:
+        turn = self._turn
+        if (
+            turn is not None
+            and not self._llm_running
+            and not self._bot_speaking
+            and "answer_audio_out" in turn.stages
+            and (not self._wait_for_marks or "reply_heard" in turn.stages)
+        ):
+            await self._close()
+
+    # -- observer: one method per kind of frame ----------------------------------------------
+    async def on_push_frame(self, data: FramePushed) -> None:
+        frame = data.frame
+        handler = self._handler_for(type(frame))
+        if handler is None or not self._seen.first_time(frame):
+            return
+        await handler(frame, self._turn, self._now(data))
+
+    def _handler_for(self, kind: type) -> FrameHandler | None:
+        """The handler of the frame's class or its nearest handled base (FatalErrorFrame is an
+        ErrorFrame), looked up once per class."""
+        if kind not in self._handler_cache:
+            handled = (self._handlers.get(base) for base in kind.__mro__)
+            self._handler_cache[kind] = next((h for h in handled if h is not None), None)
+        return self._handler_cache[kind]
+
+    async def _on_caller_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        if (
+            turn is not None
+            and turn.kind == TurnKind.REPLY
+            and "answer_audio_out" not in turn.stages
+            and "speech_start" in turn.stages
+        ):
+            # the caller went on after a pause, maybe over the acknowledgement and while an
+            # answer was being made: no answer was heard, so it is the same turn (its unheard
+            # reply is discarded below), and the end of it may be acknowledged again
+            self._acked_turn = None
+        elif turn is not None and (self._bot_speaking or "answer_audio_out" in turn.stages):
+            if self._bot_speaking:
+                turn.interrupted = True
+            turn.mark("bot_done", at)
+            await self._close()
+            turn = None
+        if turn is None:
+            turn = self._open(TurnKind.REPLY)
+        elif turn.kind == TurnKind.REPLY:
+            turn.discard_unheard_reply()
+            self._phase = TurnPhase.LISTENING
+        turn.mark("speech_start", at)
+
+    async def _on_caller_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        if turn is None:
+            return
+        end = at - self._vad_stop_secs
+        turn.mark("speech_end", end, overwrite=True)
+        if "answer_audio_out" not in turn.stages and turn.stages.get("first_audio_out", end) < end:
+            # an acknowledgement the caller talked over (it began playing only after they went
+            # on): the caller's first audio comes after this end of speech
+            turn.stages.pop("first_audio_out")
+
+    async def _on_transcript(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        turn = turn or self._open(TurnKind.REPLY)
+        turn.user_text = (turn.user_text + " " + frame.text).strip()
+        turn.mark("stt_done", at, overwrite=True)
+
+    async def _on_turn_end(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        if turn is not None:
+            turn.mark("turn_end", at, overwrite=True)
+
+    async def _on_llm_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self._llm_running = True
+        self._phase = TurnPhase.ANSWERING
+        self._response_started = True
+
+    async def _on_llm_ended(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self._llm_running = False
+        await self._maybe_close()
+
+    async def _on_llm_text(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        turn = turn or self._open(TurnKind.REPLY)
+        self._phase = TurnPhase.ANSWERING
+        turn.mark("llm_first_token", at)
+        if self._response_started and turn.bot_text.strip():
+            # the answer follows the acknowledgement ("Okay.") already in the text
+            turn.bot_text = turn.bot_text.rstrip() + " " + frame.text.lstrip()
+        else:
+            turn.bot_text += frame.text
+        self._response_started = False
+
+    async def _on_tts_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        if turn is not None and self.answering:
+            turn.mark("first_sentence", at)
+
+    async def _on_tts_audio(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        if turn is not None and self.answering:
+            turn.mark("tts_first_audio", at)
+
+    async def _on_bot_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self._bot_speaking = True
+        if turn is not None:
+            turn.mark("first_audio_out", at)
+            if self.answering:
+                turn.mark("answer_audio_out", at)
+
+    async def _on_bot_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self._bot_speaking = False
+        if not self.answering:
+            return  # only the acknowledgement has played: the turn goes on
+        if turn is not None:
+            turn.mark("bot_done", at, overwrite=True)
+        await self._maybe_close()
+
+    async def _on_interruption(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        if turn is not None and self._bot_speaking:
+            turn.interrupted = True
+
+    async def _on_error(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self.note_error(error_code(frame))
+
+    async def _on_metrics(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        for item in frame.data:
+            if isinstance(item, LLMUsageMetricsData) and turn is not None:
+                turn.prompt_tokens = (turn.prompt_tokens or 0) + item.value.prompt_tokens
+                turn.completion_tokens = (
+                    turn.completion_tokens or 0
+                ) + item.value.completion_tokens
