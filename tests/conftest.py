@@ -59,19 +59,24 @@ async def serve(app: FastAPI, ws_max_size: int = 65536):
         yield f"{HOST}:{port}"
 
 
-def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI, CallStore]:
-    settings = small_settings(tmp_path, **overrides)
-    engines = Engines(
-        settings,
+def engines_with(small_engines: Engines, tmp_path: Path, **overrides) -> Engines:
+    """The session's loaded models under different per-call settings."""
+    return Engines(
+        small_settings(tmp_path, **overrides),
         small_engines.stt,
         small_engines.tts,
         small_engines.llm,
+        small_engines.model_names,
         knowledge=small_engines.knowledge,
         triage=small_engines.triage,
         acts=small_engines.acts,
     )
-    app = create_app(settings, engines=engines)
-    return app, CallStore.from_settings(settings)
+
+
+def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI, CallStore]:
+    engines = engines_with(small_engines, tmp_path, **overrides)
+    app = create_app(engines.settings, engines=engines)
+    return app, CallStore.from_settings(engines.settings)
 
 
 # A throwaway PostgreSQL server (session) and per-test databases on SQLite and PostgreSQL

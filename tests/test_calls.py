@@ -9,9 +9,10 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import CLEAN, gold_transcripts, small_settings
+from tests.conftest import CLEAN, engines_with, gold_transcripts
 from tests.test_audio_and_stt import wer
 from voice_agent.call.pipeline import make_llm_service
+from voice_agent.call.runner import run_call
 from voice_agent.engines import Engines
 from voice_agent.flows import prompts
 from voice_agent.llm.service import LLMGenerationError, LocalLLMService
@@ -31,20 +32,6 @@ CLIPS = [
 def rms(path: str) -> float:
     samples = decode_audio_file(path).samples.astype(np.float32)
     return float(np.sqrt(np.mean(samples**2)))
-
-
-def engines_with(small_engines: Engines, tmp_path, **overrides) -> Engines:
-    """The session's loaded models under different per-call settings."""
-    return Engines(
-        small_settings(tmp_path, **overrides),
-        small_engines.stt,
-        small_engines.tts,
-        small_engines.llm,
-        small_engines.model_names,
-        knowledge=small_engines.knowledge,
-        triage=small_engines.triage,
-        acts=small_engines.acts,
-    )
 
 
 async def test_call_over_real_clips_is_heard_answered_and_stored(small_engines, store, tmp_path):
@@ -319,3 +306,21 @@ async def test_a_ticket_number_read_out_is_heard_under_its_grammar(small_engines
     greeting, *caller_turns = store.get_call(report["call_id"])["turns"]
     assert caller_turns[-1]["understood"]["heard_as"] == "ticket_number"
     assert "heard_as" not in caller_turns[0]["understood"]  # an ordinary turn is heard freely
+
+
+async def test_a_call_that_cannot_be_set_up_is_recorded_as_failed(small_engines, store, tmp_path):
+    """A call whose services cannot be made (here: a model server named without its URL) is
+    refused with the reason, and its record is closed as failed, not left in progress."""
+    engines = engines_with(small_engines, tmp_path, llm_backend="openai", llm_base_url=None)
+    with pytest.raises(ValueError, match="VOICE_AGENT_LLM_BASE_URL"):
+        await run_call(
+            None,  # type: ignore[arg-type]  # the call fails before it touches a transport
+            engines=engines,
+            store=store,
+            transport_name="test",
+            external_id="CA-setup-fails",
+            audio_out_sample_rate=16000,
+        )
+    call = store.get_call_by_external_id("CA-setup-fails")
+    assert call["status"] == "failed" and "VOICE_AGENT_LLM_BASE_URL" in call["error"]
+    assert call["ended_at"] is not None

@@ -81,13 +81,7 @@ class Engines:
         tts.remember(ACKNOWLEDGEMENTS)
         llm = None
         if llm_path is not None:
-            llm = LlamaEngine(
-                llm_path,
-                context_tokens=settings.llm_context_tokens,
-                threads=settings.llm_threads,
-                gpu_layers=settings.llm_gpu_layers,
-                seed=settings.llm_seed,
-            )
+            llm = LlamaEngine.from_settings(llm_path, settings)
             warm = llm.warm(system_prompt(settings.company_name))
             logger.info(f"system prompt evaluated and cached in {warm:.2f}s")
         SharedSmartTurn()  # load the turn model now, not on the first call

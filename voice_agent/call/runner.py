@@ -45,6 +45,7 @@ from voice_agent.tickets import make_ticket_service
 
 MAX_FALLBACKS_PER_CALL = 5
 MAX_IDLE_PROMPTS = 2
+NO_TRIAGE = "a call needs the triage model: load the engines with Engines.load"
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Call:
     ) -> None:
         settings = self.settings = engines.settings
         if engines.triage is None:
-            raise ValueError("a call needs the triage model: load the engines with Engines.load")
+            raise ValueError(NO_TRIAGE)
         self.call_id = call_id
         self.store = store
         self.end_reason: EndReason | None = None
@@ -198,7 +199,10 @@ class Call:
         external_id: str | None = None,
         **options: Any,
     ) -> Call:
-        """Write the call's record (``in_progress``), then make the call."""
+        """Write the call's record (``in_progress``), then make the call; a call that cannot be
+        made is recorded as ``failed`` with the reason."""
+        if engines.triage is None:
+            raise ValueError(NO_TRIAGE)  # before the record: no call is started without it
         call_id = await asyncio.to_thread(
             store.start_call,
             transport_name,
@@ -206,10 +210,19 @@ class Call:
             external_id=external_id,
             models=engines.model_names,
         )
-        logger.bind(call_id=call_id).info(f"call {call_id} started on {transport_name}")
-        return cls(
-            transport, call_id=call_id, engines=engines, store=store, caller=caller, **options
-        )
+        log = logger.bind(call_id=call_id)
+        log.info(f"call {call_id} started on {transport_name}")
+        try:
+            return cls(
+                transport, call_id=call_id, engines=engines, store=store, caller=caller, **options
+            )
+        except Exception as e:
+            log.exception("the call could not be set up")
+            error = f"{type(e).__name__}: {e}"
+            await asyncio.to_thread(
+                store.end_call, call_id, status=CallStatus.FAILED, end_reason=None, error=error
+            )
+            raise
 
     async def run(
         self, on_started: Callable[[Call], Awaitable[None] | None] | None = None

@@ -184,7 +184,7 @@ def caller_name(text: str) -> str | None:
         found = pattern.search(text)
         if found and found.group(1)[:1].isupper():
             name = _as_name(found.group(1))
-            if name and len(name.split()) == len(match.group(1).split()):
+            if name and len(name.split()) == len(found.group(1).split()):
                 return name
     return None
 

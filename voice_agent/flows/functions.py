@@ -166,6 +166,7 @@ class HelpdeskFunctions:
         except RunbooksUnavailable as e:
             logger.warning(f"runbooks unavailable: {e}")
             ticket = await self._open_ticket(state, reason="runbooks_unavailable")
+            await self._set_outcome(state, Outcome.TICKET)  # the call left a ticket
             state["awaiting"] = Awaiting.ANYTHING_ELSE
             return {
                 "say": prompts.lookup_down_with_ticket(ticket.number),

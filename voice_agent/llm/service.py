@@ -46,6 +46,7 @@ from voice_agent.llm.prompt import (
     tool_choice_target,
 )
 from voice_agent.llm.reply_guard import ReplyGuard
+from voice_agent.settings import Settings
 
 
 class LLMGenerationError(VoiceAgentError, RuntimeError):
@@ -94,6 +95,17 @@ class LlamaEngine:
         self._grammars: dict[str, Any] = {}
         self.load_secs = time.perf_counter() - started
         logger.info(f"llama.cpp loaded {self.model_path.name} in {self.load_secs:.1f}s")
+
+    @classmethod
+    def from_settings(cls, model_path: Path, settings: Settings) -> LlamaEngine:
+        """The model at ``model_path`` with this deployment's context, threads, GPU layers, seed."""
+        return cls(
+            model_path,
+            context_tokens=settings.llm_context_tokens,
+            threads=settings.llm_threads,
+            gpu_layers=settings.llm_gpu_layers,
+            seed=settings.llm_seed,
+        )
 
     def _token_text(self, token: int) -> str:
         if token < 0:

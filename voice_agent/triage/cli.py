@@ -57,13 +57,7 @@ def _load_triager(settings: Settings, use_llm: bool):
             path = resolve(settings.llm_model, "llm", settings.models_dir)
         except ModelNotReadyError as e:
             raise _fail(str(e)) from e
-        engine = LlamaEngine(
-            path,
-            context_tokens=settings.llm_context_tokens,
-            threads=settings.llm_threads,
-            gpu_layers=settings.llm_gpu_layers,
-            seed=settings.llm_seed,
-        )
+        engine = LlamaEngine.from_settings(path, settings)
     if not use_llm:
         settings = settings.model_copy(update={"triage_llm_fallback": False})
     try:
