@@ -79,23 +79,18 @@ case "$cmd" in
     serve) exec "$VENV/bin/voice-agent" serve "$@" ;;
     test)
         rc=0
-        tiers=1  # a test selection of your own (-m, -k, a path) runs as it is, without the checks
+        whole=1  # a test selection of your own (-m, -k, a path) runs without the checks
         for arg in "$@"; do
-            case "$arg" in -m | -m* | -k | -k* | tests* | *.py | *::*) tiers=0 ;; esac
+            case "$arg" in -m | -m* | -k | -k* | tests* | *.py | *::*) whole=0 ;; esac
         done
-        if [ "$tiers" = 1 ]; then
+        if [ "$whole" = 1 ]; then
             echo "==> checks: ruff (lint, format) and mypy"
             if ! { "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check . && "$VENV/bin/mypy"; }; then
                 echo "checks failed: fix what is listed above (the tests did not run)" >&2
                 exit 1
             fi
-            echo "==> tests that run no model (no weights needed), two at a time"
-            "$VENV/bin/python" -m pytest -m "not models and not perf" -n 2 "$@" || rc=$?
-            echo "==> tests that run the models"
-            "$VENV/bin/python" -m pytest -m "models and not perf" "$@" || rc=$?
-        else
-            "$VENV/bin/python" -m pytest "$@" || rc=$?
         fi
+        "$VENV/bin/python" -m pytest "$@" || rc=$?
         # the latency bench once, quick (1 call, 2 turns, default models): numbers printed, not
         # asserted; its own data folder, so it never touches a running server's database
         echo "==> latency bench, quick mode"

@@ -83,4 +83,9 @@ def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI,
 from postgres import any_database_url, postgres_server, postgres_url  # noqa: E402, F401
 
 # Tiers: `models` marked from the fixtures a test uses, and enforced (tests/tiers.py)
-from tiers import model_tier, pytest_collection_modifyitems, quick_password_hashes  # noqa: E402, F401
+from tiers import (  # noqa: E402, F401
+    model_tier,
+    pytest_collection_modifyitems,
+    pytest_xdist_auto_num_workers,
+    quick_password_hashes,
+)

@@ -214,16 +214,23 @@ async def test_with_the_runbooks_down_the_caller_hears_it_and_a_ticket_is_left(
         triage=small_engines.triage,
         acts=small_engines.acts,
     )  # fmt: skip
-    name = synthesize_utterances(["It's Dana Whitfield."], engines, tmp_path / "caller")
-    report = await simulate_call([CLIPS[1], *name], engines=engines, store=store, out_dir=tmp_path)
+    # short, clear turns: what is tested is the lookup failing. With a long real clip first, this
+    # test passed alone but failed in two full runs: the agent asked the caller to spell the name
+    # that followed it and so never reached the lookup.
+    said = ["My laptop screen keeps going black during video calls.", "It's Dana Whitfield."]
+    paths = synthesize_utterances(said, engines, tmp_path / "caller")
+    report = await simulate_call(paths, engines=engines, store=store, out_dir=tmp_path)
+    heard = [(t["transcript"], t["reply"]) for t in report["turns"]]
     asked, turn = report["turns"]  # the caller's name first, then the lookup that fails
-    assert asked["reply"].endswith(prompts.ASK_NAME_FIRST)
+    assert asked["reply"].endswith(prompts.ASK_NAME_FIRST), heard
     assert report["status"] == "completed"
-    assert "can't look that up right now" in turn["reply"] and "ticket number" in turn["reply"]
+    assert "can't look that up right now" in turn["reply"] and "ticket number" in turn["reply"], (
+        heard
+    )
     assert turn["reply_audio_secs"] > 2
     (ticket,) = store.tickets_for_call(report["call_id"])
     assert ticket["reason"] == "runbooks_unavailable"
-    assert "paced up and down" in ticket["summary"].lower()
+    assert "screen" in ticket["summary"].lower()
     stored = store.get_call(report["call_id"])
     assert any(t["error_code"] == "lookup_unavailable" for t in stored["turns"])
 

@@ -7,6 +7,9 @@
   empty folder (also for the commands it starts) and with the embedder refusing to run, so a test
   that loads a model without the mark fails at once, naming the mark, instead of slipping into
   the fast tier: ``pytest -m "not models"`` runs without weights.
+* Workers: ``-n auto`` (pyproject's ``addopts``) runs a selection that can include no model
+  test (``-m "not models"``) two at a time, and everything else one at a time: model tests
+  compete for the two cores and several of them run calls in real time.
 * Console passwords are hashed with Argon2 at its lowest cost (0.15 s -> under 1 ms a hash)
   except in tests marked ``password_cost``, which check the production parameters.
 * ``perf``: wall-clock upper bounds (medians, "under N ms"), which say more about a shared CPU
@@ -32,6 +35,11 @@ UNMARKED = (
     "{test} runs a model but is not marked `models`: mark it @pytest.mark.models, use a fixture "
     "from tests/tiers.py MODEL_FIXTURES, or give it a fake"
 )
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many workers ``-n auto`` means: 2 for ``-m "not models"``, else 0 (no workers)."""
+    return 2 if "not models" in (config.getoption("markexpr") or "") else 0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
