@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from fastapi import FastAPI
 
-from voice_agent.engines import Engines
-from voice_agent.server import create_app
 from voice_agent.settings import Settings, load_settings
 from voice_agent.storage import CallStore
+
+if TYPE_CHECKING:  # imported where used: 4 s that the xdist controller, running no test, skips
+    from fastapi import FastAPI
+
+    from voice_agent.engines import Engines
+
+# Machines that set PYTHONDONTWRITEBYTECODE=1 (this one and CI do) make every test process (the
+# two workers, each server a test starts) compile voice_agent and rewrite the tests' asserts
+# again: 6 s a process. The suite keeps its bytecode in the checkout's git-ignored __pycache__.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -43,6 +54,8 @@ def small_settings(tmp: Path, **overrides) -> Settings:
 
 @pytest.fixture(scope="session")
 def small_engines(tmp_path_factory) -> Engines:
+    from voice_agent.engines import Engines
+
     return Engines.load(small_settings(tmp_path_factory.mktemp("small")))
 
 
@@ -61,6 +74,8 @@ async def serve(app: FastAPI, ws_max_size: int = 65536):
 
 def engines_with(small_engines: Engines, tmp_path: Path, **overrides) -> Engines:
     """The session's loaded models under different per-call settings."""
+    from voice_agent.engines import Engines
+
     return Engines(
         small_settings(tmp_path, **overrides),
         small_engines.stt,
@@ -74,6 +89,8 @@ def engines_with(small_engines: Engines, tmp_path: Path, **overrides) -> Engines
 
 
 def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI, CallStore]:
+    from voice_agent.server import create_app
+
     engines = engines_with(small_engines, tmp_path, **overrides)
     app = create_app(engines.settings, engines=engines)
     return app, CallStore.from_settings(engines.settings)

@@ -20,7 +20,7 @@ from voice_agent.speech.audio import decode_audio_file, write_wav
 from voice_agent.storage import CallStore
 from voice_agent.telephony.caller_voice import CallerVoice
 from voice_agent.telephony.simulated_call import simulate_call, synthesize_utterances
-from voice_agent.tickets.records import TicketRecords
+from voice_agent.tickets.records import NewTicket, TicketRecords
 
 CLIPS = [
     CLEAN / "jfk.flac",
@@ -292,7 +292,7 @@ async def test_a_ticket_number_read_out_is_heard_under_its_grammar(small_engines
     """After "What's the ticket number?" the caller's digits are decoded under the
     ticket-number grammar (``voice_agent.speech.answer_grammar``), and the call record says so."""
     ticket = TicketRecords(store).insert(
-        summary="My monitor flickers all the time.", category="hardware"
+        NewTicket(summary="My monitor flickers all the time.", category="hardware")
     )
     number = ticket.number
     asked = synthesize_utterances(

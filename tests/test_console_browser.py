@@ -29,7 +29,7 @@ from voice_agent.console.users import UserStore
 from voice_agent.records import TurnRecord
 from voice_agent.settings import Settings, load_settings
 from voice_agent.storage import Call, CallStore
-from voice_agent.tickets.records import TicketRecords
+from voice_agent.tickets.records import NewTicket, TicketRecords
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
@@ -131,13 +131,15 @@ def add_vpn_call(store: CallStore) -> str:
     number = (
         TicketRecords(store)
         .insert(
-            summary="VPN drops every few minutes on the office wired network since this morning; "
-            "sign-out/sign-in did not help.",
-            call_id=call_id,
-            caller="+14155550134",
-            category="network",
-            priority="P2",
-            reason="steps_exhausted",
+            NewTicket(
+                summary="VPN drops every few minutes on the office wired network since this "
+                "morning; sign-out/sign-in did not help.",
+                call_id=call_id,
+                caller="+14155550134",
+                category="network",
+                priority="P2",
+                reason="steps_exhausted",
+            )
         )
         .number
     )

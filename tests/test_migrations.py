@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from voice_agent import migrations
 from voice_agent.records import TurnRecord
 from voice_agent.storage import Base, CallStore
-from voice_agent.tickets.records import TicketRecords
+from voice_agent.tickets.records import NewTicket, TicketRecords
 
 
 def schema_differences(engine: sa.Engine) -> list:
@@ -196,7 +196,10 @@ def test_a_database_from_before_migrations_is_adopted_and_keeps_its_data(any_dat
             {"id": "old-call"},
         )
         assert conn.execute(sa.text("SELECT description FROM tickets")).scalar_one() == ""
-    assert TicketRecords(store).insert(summary="second", call_id="old-call").number == "INC0000002"
+    assert (
+        TicketRecords(store).insert(NewTicket(summary="second", call_id="old-call")).number
+        == "INC0000002"
+    )
     store.engine.dispose()
 
 

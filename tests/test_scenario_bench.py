@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scipy import signal
 
 from tests.conftest import REPO
 from voice_agent.bench.scenarios import caller_phone, first_runbook, grade, seed_tickets, summarize
@@ -108,6 +107,8 @@ def test_the_caller_voice_is_espeak_through_a_phone_line():
 
     samples = CallerVoice("en-gb-scotland").say("My work phone was stolen from my bag.")
     assert samples.dtype == np.int16 and 1.5 < len(samples) / 8000 < 6
+    from scipy import signal  # 1.4 s to import: only this test needs it
+
     freqs, power = signal.welch(samples.astype(float), fs=8000, nperseg=512)
     in_band = power[(freqs > 300) & (freqs < 3400)].sum()
     below = power[freqs < 150].sum()

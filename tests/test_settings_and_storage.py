@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from voice_agent.records import TurnRecord
 from voice_agent.settings import load_settings
 from voice_agent.storage import CallStore
-from voice_agent.tickets import TicketService
+from voice_agent.tickets import NewTicket, TicketService
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ async def test_json_booleans_and_timezone_aware_times_round_trip(store: CallStor
     started, ended = (datetime.fromisoformat(call[k]) for k in ("started_at", "ended_at"))
     assert started.utcoffset().total_seconds() == 0 and ended >= started
     ticket = await TicketService(store).create(
-        summary="VPN down", category="other", priority="P2", call_id=call_id
+        NewTicket(summary="VPN down", category="other", priority="P2", call_id=call_id)
     )
     assert ticket.number == "INC0000001"
     assert store.tickets_for_call(call_id)[0]["priority"] == "P2"
@@ -114,10 +114,12 @@ async def test_what_callers_say_is_stored_without_their_pii(store: CallStore):
         ),
     )
     await TicketService(store).create(
-        summary=f"Password reset for John Smith: {said}",
-        category="other",
-        priority="P3",
-        call_id=call_id,
+        NewTicket(
+            summary=f"Password reset for John Smith: {said}",
+            category="other",
+            priority="P3",
+            call_id=call_id,
+        )
     )
     texts = stored_texts(store)
     assert texts[0] == (

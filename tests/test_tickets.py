@@ -27,7 +27,7 @@ from voice_agent.tickets import (
 )
 from voice_agent.tickets.cli import tickets_app
 from voice_agent.tickets.itsm import IncidentChanges, ITSMAdapter, NewIncident
-from voice_agent.tickets.records import TicketRecords
+from voice_agent.tickets.records import NewTicket, TicketRecords
 from voice_agent.tickets.service import parse_ticket_number
 from voice_agent.tickets.servicenow import ServiceNowAdapter, retry_after_secs
 
@@ -60,16 +60,18 @@ async def test_create_get_update_locally(store: CallStore):
     service = TicketService(store, None)
     call_id = store.start_call("webrtc", caller="+15550100")
     ticket = await service.create(
-        summary="VPN drops every few minutes, mail me at dana.w@contoso.com",
-        description="Since this morning the VPN disconnects. Call me on 555 867 5309.",
-        category="network",
-        priority="p2",
-        call_id=call_id,
-        caller="+15550100",
-        caller_name="Dana Whitfield",
-        callback_number="+15558675309",
-        assignment="Network Operations",
-        reason="caller_request",
+        NewTicket(
+            summary="VPN drops every few minutes, mail me at dana.w@contoso.com",
+            description="Since this morning the VPN disconnects. Call me on 555 867 5309.",
+            category="network",
+            priority="p2",
+            call_id=call_id,
+            caller="+15550100",
+            caller_name="Dana Whitfield",
+            callback_number="+15558675309",
+            assignment="Network Operations",
+            reason="caller_request",
+        )
     )
     assert ticket.number == "INC0000001"
     assert ticket.status == "new" and ticket.priority == "P2" and ticket.category == "network"
@@ -108,7 +110,7 @@ async def test_create_get_update_locally(store: CallStore):
     assert row["number"] == "INC0000001" and row["status"] == "in_progress"
     # and numbers keep counting across both ways of opening a ticket
     assert (
-        TicketRecords(store).insert(summary="from the grounder", call_id=call_id).number
+        TicketRecords(store).insert(NewTicket(summary="from the grounder", call_id=call_id)).number
         == "INC0000002"
     )
     assert [t.number for t in await service.list_tickets()] == ["INC0000002", "INC0000001"]
@@ -118,7 +120,7 @@ async def test_create_get_update_locally(store: CallStore):
 
 async def test_bad_input_is_refused_clearly(store: CallStore):
     service = TicketService(store, None)
-    await service.create(summary="Outlook crashes", category="email", priority="P3")
+    await service.create(NewTicket(summary="Outlook crashes", category="email", priority="P3"))
     with pytest.raises(TicketNotFoundError, match="no ticket INC0000009"):
         await service.update("INC0000009", status="resolved")
     with pytest.raises(TicketNotFoundError, match="not a ticket number"):
@@ -128,7 +130,7 @@ async def test_bad_input_is_refused_clearly(store: CallStore):
     with pytest.raises(ValueError, match="nothing to update"):
         await service.update("1")
     with pytest.raises(ValueError, match="needs a summary"):
-        await service.create(summary="  ", category="email", priority="P3")
+        await service.create(NewTicket(summary="  ", category="email", priority="P3"))
     assert (await service.get("1")).status == "new"  # type: ignore[union-attr]
 
 
@@ -136,7 +138,9 @@ def test_redaction_off_keeps_text(tmp_path):
     store = CallStore(f"sqlite:///{tmp_path / 'raw.db'}", redact_kinds=None)
     service = TicketService(store, None)
     ticket = asyncio.run(
-        service.create(summary="mail me at a.b@contoso.com", category="email", priority="P4")
+        service.create(
+            NewTicket(summary="mail me at a.b@contoso.com", category="email", priority="P4")
+        )
     )
     assert ticket.summary == "mail me at a.b@contoso.com"
 
@@ -153,17 +157,19 @@ async def test_create_reaches_servicenow(tmp_path):
         assert isinstance(service.itsm, ITSMAdapter)
         try:
             ticket = await service.create(
-                summary="Cannot log in to the VPN",
-                description="Locked out after the password change; my email is dana@contoso.com",
-                category="account_access",
-                priority="P2",
-                caller="+15550100",
-                caller_name="Dana Whitfield",
-                callback_number="+15558675309",
-                assignment="Service Desk - Accounts",
+                NewTicket(
+                    summary="Cannot log in to the VPN",
+                    description="Locked out after the password change; mail dana@contoso.com",
+                    category="account_access",
+                    priority="P2",
+                    caller="+15550100",
+                    caller_name="Dana Whitfield",
+                    callback_number="+15558675309",
+                    assignment="Service Desk - Accounts",
+                )
             )
             second = await service.create(
-                summary="Outlook asks for my password", category="email", priority="P4"
+                NewTicket(summary="Outlook asks for my password", category="email", priority="P4")
             )
         finally:
             await service.aclose()
@@ -204,7 +210,9 @@ async def test_servicenow_down_keeps_the_local_ticket_and_retry_pushes_it(tmp_pa
         store = CallStore(f"sqlite:///{tmp_path / 'calls.db'}")
         service = TicketService(store, adapter(address))
         try:
-            ticket = await service.create(summary="Printer jams", category="printer", priority="P3")
+            ticket = await service.create(
+                NewTicket(summary="Printer jams", category="printer", priority="P3")
+            )
             assert ticket.number == "INC0000001" and ticket.external_number is None
             assert ticket.sync_error and ticket.sync_error.startswith("unavailable:")
             assert "503" in ticket.sync_error
@@ -245,7 +253,7 @@ async def test_a_create_that_timed_out_is_not_created_twice(tmp_path):
             service.itsm.create_incident = slow_create  # type: ignore[union-attr,method-assign]
             started = time.monotonic()
             ticket = await service.create(
-                summary="Laptop won't boot", category="hardware", priority="P2"
+                NewTicket(summary="Laptop won't boot", category="hardware", priority="P2")
             )
             assert time.monotonic() - started < 1.5  # the caller is not kept waiting
             assert ticket.sync_error and ticket.sync_error.startswith("timeout:")
@@ -309,7 +317,7 @@ async def test_wrong_credentials_are_a_clear_non_retryable_error(tmp_path):
         try:
             for n in range(3):
                 ticket = await service.create(
-                    summary=f"problem {n}", category="other", priority="P3"
+                    NewTicket(summary=f"problem {n}", category="other", priority="P3")
                 )
                 assert ticket.sync_error and ticket.sync_error.startswith("unauthorized:")
             before = len(fake.requests)
@@ -348,7 +356,7 @@ async def test_status_and_updates_round_trip_with_servicenow(tmp_path):
         service = TicketService(store, adapter(address))
         try:
             ticket = await service.create(
-                summary="Teams has no audio", category="software", priority="P3"
+                NewTicket(summary="Teams has no audio", category="software", priority="P3")
             )
             record = fake.incidents[ticket.external_id]  # type: ignore[index]
             assert (record["impact"], record["urgency"]) == ("2", "2")  # fallback mapping
@@ -403,7 +411,9 @@ async def test_failed_update_is_resent(tmp_path):
         store = CallStore(f"sqlite:///{tmp_path / 'calls.db'}")
         service = TicketService(store, adapter(address))
         try:
-            ticket = await service.create(summary="Wi-Fi drops", category="network", priority="P3")
+            ticket = await service.create(
+                NewTicket(summary="Wi-Fi drops", category="network", priority="P3")
+            )
             fake.down = True
             pending = await service.update(ticket.number, status="on_hold", note="waiting for user")
             assert pending.status == "on_hold" and pending.sync_error
@@ -532,8 +542,10 @@ def test_cli_list_show_update(tmp_path, monkeypatch):
     monkeypatch.delenv("VOICE_AGENT_CONFIG", raising=False)
     store = CallStore(url)
     service = TicketService(store, None)
-    asyncio.run(service.create(summary="VPN fails", category="network", priority="P2"))
-    asyncio.run(service.create(summary="Printer jams", category="printer", priority="P4"))
+    asyncio.run(service.create(NewTicket(summary="VPN fails", category="network", priority="P2")))
+    asyncio.run(
+        service.create(NewTicket(summary="Printer jams", category="printer", priority="P4"))
+    )
     runner = CliRunner()
 
     result = runner.invoke(tickets_app, ["list", "--json"])

@@ -12,7 +12,7 @@ import typer
 from loguru import logger
 
 from voice_agent.bench.cli import bench_app
-from voice_agent.cli_options import ConfigOpt
+from voice_agent.cli_options import ConfigOpt, JsonOpt
 from voice_agent.cli_options import settings_or_exit as _settings
 from voice_agent.console.cli import users_app
 from voice_agent.data_dir import DataFolderError, check_data_dir
@@ -59,17 +59,17 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
 ) -> None:
     """Run the voice agent server (default http://127.0.0.1:8000)."""
-    import uvicorn
-
-    from voice_agent.server import create_app
-
     settings = _settings(config, host=host, port=port)
     _setup_logging(settings)
-    try:  # before the models load: a read-only folder fails now, naming itself
+    try:  # before the server's 3 s of imports and the models: a read-only folder fails now
         check_data_dir(settings)
     except DataFolderError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    import uvicorn
+
+    from voice_agent.server import create_app
+
     engines = _load_engines(settings)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     typer.echo(
@@ -109,7 +109,7 @@ def call(
         list[Path] | None,
         typer.Argument(help="More caller turns: --audio A.wav B.wav C.flac", show_default=False),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
     llm_model: Annotated[str | None, typer.Option(help="LLM model name or .gguf path")] = None,
     stt_model: Annotated[str | None, typer.Option(help="STT model name or folder")] = None,
@@ -220,7 +220,7 @@ def dial(
         list[Path] | None,
         typer.Argument(help="More caller turns: --audio A.wav B.wav", show_default=False),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    as_json: JsonOpt = False,
     calls: Annotated[int, typer.Option(help="How many calls to place")] = 1,
     concurrency: Annotated[int, typer.Option(help="How many calls at once")] = 1,
     reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 60.0,
@@ -343,9 +343,7 @@ def models_verify(
 
 
 @models_app.command("list")
-def models_list(
-    as_json: Annotated[bool, typer.Option("--json")] = False, config: ConfigOpt = None
-) -> None:
+def models_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List the known models and whether they are assembled."""
     settings = _settings(config)
     rows = model_store.list_models(settings.models_dir)

@@ -1,4 +1,5 @@
-"""What every ``voice-agent`` sub-command shares: the ``--config`` option and settings loading."""
+"""What every ``voice-agent`` sub-command shares: the ``--config`` and ``--json`` options and
+settings loading."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from voice_agent.settings import ConfigFileError, Settings, load_settings
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (or VOICE_AGENT_CONFIG)")
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+OutJsonOpt = Annotated[Path | None, typer.Option(help="Also write the JSON report here")]
 
 
 def settings_or_exit(config: Path | None, **overrides) -> Settings:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from voice_agent.bench.latency import EDGE, STAGES, BenchConfig, BenchError, run_bench
-from voice_agent.cli_options import ConfigOpt
+from voice_agent.cli_options import ConfigOpt, JsonOpt, OutJsonOpt
 from voice_agent.cli_options import settings_or_exit as _settings
 
 bench_app = typer.Typer(
@@ -157,11 +157,11 @@ def latency(
     quick: Annotated[
         bool, typer.Option("--quick", help="CI: 1 call, 2 turns, concurrency 1")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    as_json: JsonOpt = False,
     chart: Annotated[
         Path | None, typer.Option(help="PNG of the stage waterfall (default var/bench/latency.png)")
     ] = None,
-    out_json: Annotated[Path | None, typer.Option(help="Also write the JSON report here")] = None,
+    out_json: OutJsonOpt = None,
     reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 60.0,
     config: ConfigOpt = None,
 ) -> None:
@@ -279,8 +279,8 @@ def scenarios(
         str | None,
         typer.Option(help="The server's call records (needed with --url; default: a fresh SQLite)"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    out_json: Annotated[Path | None, typer.Option(help="Also write the JSON report here")] = None,
+    as_json: JsonOpt = False,
+    out_json: OutJsonOpt = None,
     reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 45.0,
     config: ConfigOpt = None,
 ) -> None:
@@ -333,8 +333,8 @@ def stt(
     file: Annotated[
         Path | None, typer.Option("--file", help="Scenarios for the scenarios set (JSON lines)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    out_json: Annotated[Path | None, typer.Option(help="Also write the JSON report here")] = None,
+    as_json: JsonOpt = False,
+    out_json: OutJsonOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Word error rate and decode time of the speech-to-text engine on caller speech, offline."""
@@ -398,8 +398,8 @@ def abuse(
         list[Path] | None,
         typer.Option("--audio", help="Caller turns of every call (default: SpokenWOZ dialogues)"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
-    out_json: Annotated[Path | None, typer.Option(help="Also write the JSON report here")] = None,
+    as_json: JsonOpt = False,
+    out_json: OutJsonOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """A real caller's answer time and the console's, quiet and while the server is abused."""

@@ -354,7 +354,7 @@ def seed_tickets(store: Any, scenarios: list[Scenario]) -> list[str]:
 
     Ticket numbers follow the table's row ids, so on a fresh database the seeded tickets get the
     numbers the scenarios name. Returns notes for numbers that could not be set up."""
-    from voice_agent.tickets.records import TicketRecords
+    from voice_agent.tickets.records import NewTicket, TicketRecords
 
     records = TicketRecords(store)
     notes = []
@@ -364,16 +364,14 @@ def seed_tickets(store: Any, scenarios: list[Scenario]) -> list[str]:
         for number in sorted({n for line in lines for n in _TICKET.findall(line)}):
             while records.find(number) is None:
                 made = records.insert(
-                    summary=f"Reported by {persona.name} on an earlier call",
-                    category="other",
-                    priority="P3",
-                    call_id=None,
-                    caller=caller_phone(scenario),
-                    caller_name=persona.name,
-                    callback_number=persona.callback,
-                    description=persona.opening,
-                    assignment=None,
-                    reason="bench_seed",
+                    NewTicket(
+                        summary=f"Reported by {persona.name} on an earlier call",
+                        caller=caller_phone(scenario),
+                        caller_name=persona.name,
+                        callback_number=persona.callback,
+                        description=persona.opening,
+                        reason="bench_seed",
+                    )
                 )
                 if int(made.number[3:]) >= int(number[3:]):
                     if made.number != number:

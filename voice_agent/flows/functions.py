@@ -26,6 +26,7 @@ from voice_agent.flows.questions import Awaiting
 from voice_agent.flows.runbooks import RunbooksUnavailable
 from voice_agent.flows.services import HelpdeskServices
 from voice_agent.records import Outcome
+from voice_agent.tickets.records import NewTicket
 
 
 class FunctionResult(TypedDict, total=False):
@@ -317,16 +318,18 @@ class HelpdeskFunctions:
             except Exception as e:  # the classifier's answer stands
                 logger.warning(f"triage refinement failed: {e}")
         ticket = await self.services.tickets.create(
-            summary=_summary(problem) or "Caller asked for help (no description given)",
-            description=problem,
-            category=triage.get("category", "other"),
-            priority=triage.get("priority", "P3"),
-            assignment=triage.get("assignment_group"),
-            call_id=self.services.call_id,
-            caller=self.services.caller_phone,
-            caller_name=state.get("caller_name"),
-            callback_number=state.get("callback_number") or self.services.caller_phone,
-            reason=reason,
+            NewTicket(
+                summary=_summary(problem) or "Caller asked for help (no description given)",
+                description=problem,
+                category=triage.get("category", "other"),
+                priority=triage.get("priority", "P3"),
+                assignment=triage.get("assignment_group"),
+                call_id=self.services.call_id,
+                caller=self.services.caller_phone,
+                caller_name=state.get("caller_name"),
+                callback_number=state.get("callback_number") or self.services.caller_phone,
+                reason=reason,
+            )
         )
         state["ticket"] = ticket.number
         logger.info(f"ticket {ticket.number} opened ({reason})")

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from voice_agent.flows.runbooks import RunbookGuide
 from voice_agent.flows.understanding import ActClassifier
 from voice_agent.records import Outcome
+from voice_agent.tickets.records import NewTicket
 
 
 class TriageLike(Protocol):
@@ -74,20 +75,7 @@ class TicketLike(Protocol):
 class TicketDesk(Protocol):
     """voice_agent.tickets.TicketService: the built-in ticket store (and ITSM sync)."""
 
-    async def create(
-        self,
-        *,
-        summary: str,
-        category: str,
-        priority: str,
-        call_id: str | None = None,
-        caller: str | None = None,
-        caller_name: str | None = None,
-        callback_number: str | None = None,
-        description: str = "",
-        assignment: str | None = None,
-        reason: str | None = None,
-    ) -> TicketLike: ...
+    async def create(self, ticket: NewTicket) -> TicketLike: ...
 
     async def get(self, number: str) -> TicketLike | None: ...
 

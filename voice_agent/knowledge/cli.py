@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from voice_agent.cli_options import ConfigOpt
+from voice_agent.cli_options import ConfigOpt, JsonOpt
 from voice_agent.cli_options import settings_or_exit as _settings
 from voice_agent.settings import Settings
 
@@ -33,7 +33,6 @@ kb_app = typer.Typer(
     no_args_is_help=True, help="Knowledge base: ingest runbooks, search, evaluate retrieval"
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 CorpusOpt = Annotated[
     Path | None,
     typer.Option(

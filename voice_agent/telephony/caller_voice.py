@@ -23,7 +23,6 @@ import wave
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal
 
 from voice_agent.speech.audio import resample_int16
 from voice_agent.telephony.twilio_dialer import SAMPLE_RATE, mulaw_decode, mulaw_encode
@@ -48,6 +47,10 @@ def espeak_binary() -> str:
 
 @lru_cache(maxsize=1)
 def _phone_band() -> np.ndarray:
+    from scipy import (
+        signal,
+    )  # 1.8 s to import: paid by the first simulated call, not every CLI start
+
     return signal.butter(6, PHONE_BAND_HZ, btype="bandpass", fs=SAMPLE_RATE, output="sos")
 
 
@@ -57,6 +60,8 @@ def phone_line(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     Returns int16 samples at 8 kHz (mu-law encoded and decoded, so exactly what the far end
     receives)."""
     at_8k = resample_int16(np.asarray(samples, dtype=np.int16), sample_rate, SAMPLE_RATE)
+    from scipy import signal
+
     x = signal.sosfilt(_phone_band(), at_8k.astype(np.float64) / 32768.0)
     rms = float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
     if rms > 0:

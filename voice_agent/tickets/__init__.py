@@ -18,7 +18,7 @@ from voice_agent.tickets.itsm import (
     NewIncident,
 )
 from voice_agent.tickets.numbers import normalize_ticket_number, parse_ticket_number
-from voice_agent.tickets.records import TicketInfo, TicketNotFoundError
+from voice_agent.tickets.records import NewTicket, TicketInfo, TicketNotFoundError
 from voice_agent.tickets.service import TicketService
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "ITSMError",
     "IncidentChanges",
     "NewIncident",
+    "NewTicket",
     "TicketConfigError",
     "TicketInfo",
     "TicketNotFoundError",

@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from voice_agent.cli_options import ConfigOpt, settings_or_exit
+from voice_agent.cli_options import ConfigOpt, JsonOpt, settings_or_exit
 from voice_agent.storage import CallStore
 from voice_agent.tickets import (
     TicketConfigError,
@@ -26,7 +26,6 @@ from voice_agent.tickets.records import TicketInfo, TicketNotFoundError
 
 tickets_app = typer.Typer(no_args_is_help=True, help="List, show and update helpdesk tickets")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 T = TypeVar("T")
 
 

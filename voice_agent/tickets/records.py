@@ -29,6 +29,22 @@ class TicketNotFoundError(VoiceAgentError, LookupError):
 
 
 @dataclass(frozen=True)
+class NewTicket:
+    """A ticket to open: the caller's problem, its triage, and how to reach the caller."""
+
+    summary: str
+    category: str = "other"
+    priority: str = "P3"
+    description: str = ""
+    assignment: str | None = None  # the triage's assignment group
+    call_id: str | None = None
+    caller: str | None = None  # the line the call came from
+    caller_name: str | None = None
+    callback_number: str | None = None
+    reason: str | None = None  # why it was opened: caller_request, runbook_failed, ...
+
+
+@dataclass(frozen=True)
 class TicketInfo:
     """One ticket as the rest of the system sees it (a snapshot of its row)."""
 
@@ -114,33 +130,20 @@ class TicketRecords:
         self.store = store
         self._session: sessionmaker[Session] = sessionmaker(store.engine, expire_on_commit=False)
 
-    def insert(
-        self,
-        *,
-        summary: str,
-        category: str = "other",
-        priority: str = "P3",
-        call_id: str | None = None,
-        caller: str | None = None,
-        caller_name: str | None = None,
-        callback_number: str | None = None,
-        description: str = "",
-        assignment: str | None = None,
-        reason: str | None = None,
-    ) -> TicketInfo:
+    def insert(self, ticket: NewTicket) -> TicketInfo:
         redact = self.store.redact
         with self._session.begin() as s:
             row = Ticket(
-                call_id=call_id,
-                caller=caller,
-                caller_name=caller_name,
-                callback_number=callback_number,
-                category=category,
-                priority=priority,
-                summary=redact(summary)[:SUMMARY_CHARS],
-                description=redact(description),
-                assignment=assignment,
-                reason=reason,
+                call_id=ticket.call_id,
+                caller=ticket.caller,
+                caller_name=ticket.caller_name,
+                callback_number=ticket.callback_number,
+                category=ticket.category,
+                priority=ticket.priority,
+                summary=redact(ticket.summary)[:SUMMARY_CHARS],
+                description=redact(ticket.description),
+                assignment=ticket.assignment,
+                reason=ticket.reason,
                 status="new",
             )
             s.add(row)

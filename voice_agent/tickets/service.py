@@ -9,6 +9,7 @@ start-up), never lost and never raised into the call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from loguru import logger
 
@@ -21,9 +22,10 @@ from voice_agent.tickets.itsm import (
     NewIncident,
 )
 from voice_agent.tickets.numbers import normalize_ticket_number, parse_ticket_number
-from voice_agent.tickets.records import TicketInfo, TicketNotFoundError, TicketRecords
+from voice_agent.tickets.records import NewTicket, TicketInfo, TicketNotFoundError, TicketRecords
 
 __all__ = [
+    "NewTicket",
     "TicketInfo",
     "TicketNotFoundError",
     "TicketService",
@@ -63,36 +65,17 @@ class TicketService:
         if self.itsm is not None:
             await self.itsm.aclose()
 
-    async def create(
-        self,
-        *,
-        summary: str,
-        category: str,
-        priority: str,
-        call_id: str | None = None,
-        caller: str | None = None,
-        caller_name: str | None = None,
-        callback_number: str | None = None,
-        description: str = "",
-        assignment: str | None = None,
-        reason: str | None = None,
-    ) -> TicketInfo:
+    async def create(self, ticket: NewTicket) -> TicketInfo:
         """Open a ticket; its local number exists whatever the ITSM system does."""
-        if not summary or not summary.strip():
+        if not ticket.summary or not ticket.summary.strip():
             raise ValueError("a ticket needs a summary")
-        info = await asyncio.to_thread(
-            self.records.insert,
-            summary=summary.strip(),
-            category=category or "other",
-            priority=normalize_priority(priority or "P3"),
-            call_id=call_id,
-            caller=caller,
-            caller_name=caller_name,
-            callback_number=callback_number,
-            description=description,
-            assignment=assignment,
-            reason=reason,
+        ticket = dataclasses.replace(
+            ticket,
+            summary=ticket.summary.strip(),
+            category=ticket.category or "other",
+            priority=normalize_priority(ticket.priority or "P3"),
         )
+        info = await asyncio.to_thread(self.records.insert, ticket)
         if self.itsm is not None:
             info, _ = await self._sync(info)
         return info

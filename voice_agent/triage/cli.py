@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from voice_agent.cli_options import ConfigOpt
+from voice_agent.cli_options import ConfigOpt, JsonOpt
 from voice_agent.cli_options import settings_or_exit as _settings
 from voice_agent.settings import REPO_ROOT, Settings
 
@@ -133,7 +133,7 @@ def train(
 @triage_app.command("eval")
 def eval_(
     labels: Annotated[Path, typer.Option("--labels", help="TSV: caller_text, category, priority")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    as_json: JsonOpt = False,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Classifier and rules only")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="First N rows only")] = None,
     mistakes: Annotated[bool, typer.Option("--mistakes", help="List the misses")] = False,
@@ -178,7 +178,7 @@ def cv(
     ],
     folds: Annotated[int, typer.Option("--folds", help="How many folds")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stratified split")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Cross-validate training on labelled history: each fold triaged by a model trained on
