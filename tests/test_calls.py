@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import numpy as np
@@ -168,6 +169,47 @@ async def test_a_model_failure_mid_turn_is_heard_as_a_fallback_and_recorded(
     codes = [t["error_code"] for t in stored["turns"] if t["error_code"]]
     assert "llm_failed" in codes
     assert any(t["user_text"] for t in stored["turns"])  # what the caller said is kept
+
+
+class StalledLLM(LocalLLMService):
+    """The real service, stuck before its first word (an overloaded model or model server)."""
+
+    async def _completion_chunks(self, messages, tools, mode, only):
+        await asyncio.Event().wait()  # never set: only the watchdog's interruption ends it
+        yield  # (an async generator, as the real one)
+
+
+async def test_a_stalled_answer_is_held_then_abandoned_out_loud(small_engines, tmp_path):
+    engines = engines_with(small_engines, tmp_path, answer_hold_secs=2.0, answer_give_up_secs=5.0)
+    store = CallStore(engines.settings.resolved_database_url)
+
+    def stalled(engines, settings, system, turn_note=None):
+        real = make_llm_service(engines, settings, system)
+        return StalledLLM(
+            engines.llm,
+            max_tokens=24,
+            temperature=0.0,
+            seed=1,
+            system_instruction=real._settings.system_instruction,
+            turn_note=turn_note,
+        )
+
+    # small talk: the one kind of turn the model answers in its own words
+    said = synthesize_utterances(["Hello, can you hear me?"], engines, tmp_path / "caller")
+    report = await simulate_call(
+        said, engines=engines, store=store, out_dir=tmp_path, make_llm=stalled
+    )
+    assert report["status"] == "completed"
+    heard = report["turns"][0]["reply"]
+    assert prompts.HOLD_ON in heard and prompts.TROUBLE.split(".")[0] in heard, heard
+    stored = store.get_call(report["call_id"])
+    (turn,) = [t for t in stored["turns"] if t["user_text"]]
+    assert turn["error_code"] == "answer_timeout"
+    st = turn["stages"]
+    # the holding phrase at 2 s after the caller stopped, the trouble phrase at 5 s (checked
+    # every 0.25 s; the phrase then takes its time to synthesise and play)
+    assert 2.0 <= st["answer_held"] - st["speech_end"] < 3.0, st
+    assert 5.0 <= st["answer_audio_out"] - st["speech_end"] < 7.0, st
 
 
 async def test_barge_in_cuts_the_reply_and_is_recorded(small_engines, tmp_path):

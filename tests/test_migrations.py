@@ -131,11 +131,11 @@ def fill_0001(engine: sa.Engine, md: sa.MetaData) -> None:
 
 def test_upgrade_head_leaves_no_difference_from_the_models(any_database_url):
     store = CallStore(any_database_url)
-    assert migrations.current(store.engine) == migrations.head() == "0004"
+    assert migrations.current(store.engine) == migrations.head() == "0005"
     assert schema_differences(store.engine) == []
     # opening it again is a no-op
     CallStore(any_database_url).engine.dispose()
-    assert migrations.current(store.engine) == "0004"
+    assert migrations.current(store.engine) == "0005"
     store.engine.dispose()
 
 

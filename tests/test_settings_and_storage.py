@@ -44,6 +44,8 @@ def test_settings_reject_unknown_keys_and_bad_values(tmp_path, monkeypatch):
     monkeypatch.delenv("VOICE_AGENT_CONFIG", raising=False)
     with pytest.raises(ValidationError):
         load_settings(llm_backend="cloud")
+    with pytest.raises(ValidationError, match="answer_give_up_secs .* must be greater than"):
+        load_settings(answer_hold_secs=8, answer_give_up_secs=8)
 
 
 def test_call_store_keeps_calls_and_turns(store: CallStore):

@@ -21,6 +21,8 @@ class ErrorCode(StrEnum):
     TRIAGE_LLM_FAILED = "triage_llm_failed"
     TWILIO_REST_FAILED = "twilio_rest_failed"
     PIPELINE_ERROR = "pipeline_error"
+    ANSWER_SLOW = "answer_slow"  # no answer by answer_hold_secs: the caller was told to hold on
+    ANSWER_TIMEOUT = "answer_timeout"  # none by answer_give_up_secs: the answer was abandoned
     # a call's transport
     TWILIO_PROTOCOL = "twilio_protocol"
     TWILIO_BAD_START = "twilio_bad_start"

@@ -63,6 +63,7 @@ STAGES = (
     "answer_audio_out",
     "bot_done",
     "reply_heard",
+    "answer_held",  # the answer was late: the caller was told to hold on (AnswerWatchdog)
 )
 
 # Latencies reported per turn: name -> (from stage, to stage)

@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -171,6 +171,22 @@ class Settings(BaseSettings):
             "busy'). 4 keeps the 2-core CPU default near its turn budget"
         ),
     )
+    answer_hold_secs: float = Field(
+        default=6.0,
+        gt=0,
+        description=(
+            "when the caller has heard no answer this long after they stopped speaking (a "
+            "stalled recogniser, conversation or model), the agent says it is still there"
+        ),
+    )
+    answer_give_up_secs: float = Field(
+        default=20.0,
+        gt=0,
+        description=(
+            "when there is still no answer this long after the caller stopped speaking, the "
+            "answer is abandoned and the agent says it is having trouble (the call goes on)"
+        ),
+    )
     media_timeout_secs: float = Field(
         default=20.0,
         gt=0,
@@ -245,6 +261,15 @@ class Settings(BaseSettings):
     )
     triage_llm_fallback: bool = False
     triage_llm_timeout_secs: float = 6.0
+
+    @model_validator(mode="after")
+    def _answer_deadlines_in_order(self) -> Settings:
+        if self.answer_give_up_secs <= self.answer_hold_secs:
+            raise ValueError(
+                f"answer_give_up_secs ({self.answer_give_up_secs}) must be greater than "
+                f"answer_hold_secs ({self.answer_hold_secs})"
+            )
+        return self
 
     @property
     def twilio_token(self) -> str | None:

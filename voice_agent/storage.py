@@ -124,6 +124,7 @@ class Turn(Base):
     answer_audio_out: Mapped[float | None] = mapped_column(Float)
     bot_done: Mapped[float | None] = mapped_column(Float)
     reply_heard: Mapped[float | None] = mapped_column(Float)
+    answer_held: Mapped[float | None] = mapped_column(Float)
     call: Mapped[Call] = relationship(back_populates="turns")
 
 

@@ -6,6 +6,7 @@
       -> conversation (flows/: triage, runbook steps, tickets, hand-off; speaks directly when
          the answer is known, else gives the model a one-line note for this turn)
       -> language model (llama.cpp in process, or an OpenAI-compatible server)
+      -> answer watchdog (a late answer: "I'm still with you", then the trouble phrase)
       -> text-to-speech (Piper, sentence by sentence as the model streams)
       -> reply audio out (transport)
       -> call recording (only when enabled)
@@ -50,13 +51,15 @@ def build_pipeline(
     tts: PiperTTSService,
     *,
     conversation: FrameProcessor | None = None,
+    answer_watchdog: FrameProcessor | None = None,
     call_control: Sequence[FrameProcessor] = (),
     before_output: Sequence[FrameProcessor] = (),
     recording: FrameProcessor | None = None,
 ) -> Pipeline:
-    """``call_control``: keypad and other caller requests; ``before_output``: what a transport
-    needs beside the audio (e.g. Twilio playback marks); ``recording``: both sides' audio to a
-    file, when recording is on."""
+    """``call_control``: keypad and other caller requests; ``answer_watchdog``: speaks when the
+    answer is late (after the model, so a stalled model cannot hold it back); ``before_output``:
+    what a transport needs beside the audio (e.g. Twilio playback marks); ``recording``: both
+    sides' audio to a file, when recording is on."""
     return Pipeline(
         [
             transport.input(),
@@ -65,6 +68,7 @@ def build_pipeline(
             context.user(),
             *([conversation] if conversation else []),
             llm,
+            *([answer_watchdog] if answer_watchdog else []),
             tts,
             *before_output,
             transport.output(),

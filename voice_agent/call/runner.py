@@ -8,6 +8,7 @@ turn as it ends, and closes the record however the call ends.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
 from voice_agent.call.acknowledgement import Acknowledger
+from voice_agent.call.answer_watchdog import AnswerWatchdog
 from voice_agent.call.flow_processor import HelpdeskFlowProcessor, TurnNote
 from voice_agent.call.keypad import HUMAN_DIGIT, KeypadListener
 from voice_agent.call.media_watchdog import MediaWatchdog
@@ -103,7 +105,7 @@ class Call:
         self._context = LLMContext()
         self._heard = TurnConfidence()
         self._note = TurnNote()
-        stt = WhisperSTTService(
+        self._stt = stt = WhisperSTTService(
             engines.stt,
             on_empty_transcript=self.on_empty_transcript,
             on_transcript=self._heard.add,
@@ -143,6 +145,15 @@ class Call:
             self._aggregators,
             llm,
             PiperTTSService(engines.tts),
+            answer_watchdog=AnswerWatchdog(
+                self.answer_wait,
+                hold_secs=settings.answer_hold_secs,
+                give_up_secs=settings.answer_give_up_secs,
+                hold_text=prompts.HOLD_ON,
+                give_up_text=prompts.TROUBLE,
+                on_hold=self.on_answer_late,
+                on_give_up=self.on_answer_abandoned,
+            ),
             conversation=HelpdeskFlowProcessor(
                 self.answer,
                 self._note,
@@ -361,6 +372,39 @@ class Call:
         await self.drop()
 
     # -- what goes wrong ---------------------------------------------------------------------
+    def answer_wait(self) -> tuple[int, float] | None:
+        """(turn index, seconds) the caller has waited for this turn's answer since they stopped
+        speaking; None while they speak, something plays, or no answer is owed."""
+        recorder, turn = self.recorder, self.recorder.current
+        if (
+            turn is None
+            or turn.kind != TurnKind.REPLY
+            or recorder.caller_speaking
+            or recorder.bot_speaking
+            or self._transferring
+            or self.end_reason is not None
+        ):
+            return None
+        ended = turn.stages.get("speech_end")
+        if ended is None or "answer_audio_out" in turn.stages:
+            return None
+        if not turn.user_text and not self._stt.decoding:
+            return None  # no words and nothing left to decode: on_empty_transcript answers
+        return turn.index, time.time() - ended
+
+    def on_answer_late(self, text: str) -> None:
+        self.log.warning(f"no answer {self.settings.answer_hold_secs:g} s after the caller spoke")
+        self.recorder.start_hold(text)
+
+    async def on_answer_abandoned(self, text: str) -> None:
+        self.log.error(
+            f"no answer {self.settings.answer_give_up_secs:g} s after the caller spoke: abandoned"
+        )
+        turn = self.recorder.current
+        if turn is not None:
+            turn.error_code = ErrorCode.ANSWER_TIMEOUT
+        await self.recorder.open_bot_turn(TurnKind.FALLBACK, text)
+
     async def on_pipeline_error(self, _worker: Any, frame: ErrorFrame) -> None:
         self.log.error(f"pipeline error: {frame.error}")
         if frame.fatal or self._fallbacks >= MAX_FALLBACKS_PER_CALL:

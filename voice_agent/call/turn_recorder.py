@@ -47,7 +47,7 @@ from pipecat.frames.frames import (
 from pipecat.metrics.metrics import LLMUsageMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 
-from voice_agent.errors import error_code_of
+from voice_agent.errors import ErrorCode, error_code_of
 from voice_agent.records import TurnKind, TurnRecord
 
 
@@ -110,7 +110,10 @@ class TurnRecorder(BaseObserver):
         self._llm_running = False
         self._response_started = False  # the model's first words of this response are next
         self._bot_speaking = False
+        self._caller_speaking = False
         self._acked_turn: int | None = None  # the turn "Okay." was said for
+        self._holding = False  # a holding phrase is playing: its audio is not the answer
+        self._answer_during_hold = False  # the answer's words came while it played
         self.turns: list[TurnRecord] = []
         self._handler_cache: dict[type, FrameHandler | None] = {}
         self._handlers: dict[type, FrameHandler] = {
@@ -141,6 +144,7 @@ class TurnRecorder(BaseObserver):
             turn.kind = kind
         turn.bot_text = (turn.bot_text + " " + text).strip()
         self._phase = TurnPhase.ANSWERING
+        self._answer_during_hold = self._answer_during_hold or self._holding
 
     def may_acknowledge(self) -> bool:
         """Once per turn, and only while the caller's turn has no answer yet."""
@@ -161,6 +165,16 @@ class TurnRecorder(BaseObserver):
         self._acked_turn = turn.index
         turn.bot_text = (text + " " + turn.bot_text).strip()
 
+    def start_hold(self, text: str) -> None:
+        """A holding phrase is about to play because the answer is late (``AnswerWatchdog``)."""
+        turn = self._turn
+        if turn is None:
+            return
+        self._holding, self._answer_during_hold = True, False
+        turn.mark("answer_held", time.time())
+        turn.error_code = turn.error_code or ErrorCode.ANSWER_SLOW
+        turn.bot_text = (turn.bot_text + " " + text).strip()
+
     async def reply_heard(self) -> None:
         """The transport confirmed the caller heard the reply to the end (Twilio's mark)."""
         if self._turn is not None:
@@ -175,6 +189,10 @@ class TurnRecorder(BaseObserver):
     @property
     def bot_speaking(self) -> bool:
         return self._bot_speaking
+
+    @property
+    def caller_speaking(self) -> bool:
+        return self._caller_speaking
 
     @property
     def bot_idle(self) -> bool:
@@ -248,6 +266,7 @@ class TurnRecorder(BaseObserver):
         return self._handler_cache[kind]
 
     async def _on_caller_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self._caller_speaking = True
         if (
             turn is not None
             and turn.kind == TurnKind.REPLY
@@ -272,6 +291,7 @@ class TurnRecorder(BaseObserver):
         turn.mark("speech_start", at)
 
     async def _on_caller_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self._caller_speaking = False
         if turn is None:
             return
         end = at - self._vad_stop_secs
@@ -303,6 +323,7 @@ class TurnRecorder(BaseObserver):
         turn = turn or self._open(TurnKind.REPLY)
         self._phase = TurnPhase.ANSWERING
         turn.mark("llm_first_token", at)
+        self._answer_during_hold = self._answer_during_hold or self._holding
         if self._response_started and turn.bot_text.strip():
             # the answer follows the acknowledgement ("Okay.") already in the text
             turn.bot_text = turn.bot_text.rstrip() + " " + frame.text.lstrip()
@@ -322,11 +343,17 @@ class TurnRecorder(BaseObserver):
         self._bot_speaking = True
         if turn is not None:
             turn.mark("first_audio_out", at)
-            if self.answering:
+            if self.answering and not self._holding:
                 turn.mark("answer_audio_out", at)
 
     async def _on_bot_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self._bot_speaking = False
+        if self._holding:
+            self._holding = False
+            if not self._answer_during_hold:
+                return  # only the holding phrase has played: the turn goes on
+            if turn is not None:  # the answer played on straight after it, in one stretch
+                turn.mark("answer_audio_out", turn.stages.get("answer_held", at))
         if not self.answering:
             return  # only the acknowledgement has played: the turn goes on
         if turn is not None:

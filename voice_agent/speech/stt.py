@@ -444,6 +444,11 @@ class WhisperSTTService(SegmentedSTTService):
     def can_generate_metrics(self) -> bool:
         return True
 
+    @property
+    def decoding(self) -> bool:
+        """Caller audio is waiting for, or in, a decode (no transcript or empty result yet)."""
+        return bool(self._unpushed) or self._more_speech_pending()
+
     def _more_speech_pending(self) -> bool:
         # pipecat 1.14's SegmentedSTTService state: the caller is mid-utterance, or a later
         # pause has already queued another decode.
