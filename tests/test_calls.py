@@ -131,6 +131,24 @@ async def test_a_silent_line_is_prompted_then_closed_politely(small_engines, tmp
     assert store.get_call(report["call_id"])["status"] == "completed"
 
 
+def llm_of(service: type[LocalLLMService]):
+    """A ``make_llm`` for the call that builds ``service`` (a LocalLLMService made to misbehave)
+    over the session's small model, with the call's system prompt."""
+
+    def make(engines, settings, system, turn_note=None):
+        real = make_llm_service(engines, settings, system)
+        return service(
+            engines.llm,
+            max_tokens=24,
+            temperature=0.0,
+            seed=1,
+            system_instruction=real._settings.system_instruction,
+            turn_note=turn_note,
+        )
+
+    return make
+
+
 class FailingLLM(LocalLLMService):
     """The real service, told to break mid-answer after its first words."""
 
@@ -146,21 +164,10 @@ class FailingLLM(LocalLLMService):
 async def test_a_model_failure_mid_turn_is_heard_as_a_fallback_and_recorded(
     small_engines, store, tmp_path
 ):
-    def failing(engines, settings, system, turn_note=None):
-        real = make_llm_service(engines, settings, system)
-        return FailingLLM(
-            engines.llm,
-            max_tokens=24,
-            temperature=0.0,
-            seed=1,
-            system_instruction=real._settings.system_instruction,
-            turn_note=turn_note,
-        )
-
     # small talk: the one kind of turn the model answers in its own words
     said = synthesize_utterances(["Hello, can you hear me?"], small_engines, tmp_path / "caller")
     report = await simulate_call(
-        said, engines=small_engines, store=store, out_dir=tmp_path, make_llm=failing
+        said, engines=small_engines, store=store, out_dir=tmp_path, make_llm=llm_of(FailingLLM)
     )
     turn = report["turns"][0]
     assert report["status"] == "completed"
@@ -183,21 +190,10 @@ async def test_a_stalled_answer_is_held_then_abandoned_out_loud(small_engines, t
     engines = engines_with(small_engines, tmp_path, answer_hold_secs=2.0, answer_give_up_secs=5.0)
     store = CallStore(engines.settings.resolved_database_url)
 
-    def stalled(engines, settings, system, turn_note=None):
-        real = make_llm_service(engines, settings, system)
-        return StalledLLM(
-            engines.llm,
-            max_tokens=24,
-            temperature=0.0,
-            seed=1,
-            system_instruction=real._settings.system_instruction,
-            turn_note=turn_note,
-        )
-
     # small talk: the one kind of turn the model answers in its own words
     said = synthesize_utterances(["Hello, can you hear me?"], engines, tmp_path / "caller")
     report = await simulate_call(
-        said, engines=engines, store=store, out_dir=tmp_path, make_llm=stalled
+        said, engines=engines, store=store, out_dir=tmp_path, make_llm=llm_of(StalledLLM)
     )
     assert report["status"] == "completed"
     heard = report["turns"][0]["reply"]

@@ -14,26 +14,23 @@ pipeline's start would wait behind the stalled stage.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
-from loguru import logger
 from pipecat.frames.frames import (
-    CancelFrame,
-    EndFrame,
     Frame,
     InterruptionFrame,
     InterruptionWorkerFrame,
-    StartFrame,
     TTSSpeakFrame,
 )
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frame_processor import FrameDirection
+
+from voice_agent.call.periodic_check import PeriodicCheck
 
 # (turn index, seconds the caller has waited since they stopped speaking); None: not waiting
 Waiting = Callable[[], tuple[int, float] | None]
 
 
-class AnswerWatchdog(FrameProcessor):
+class AnswerWatchdog(PeriodicCheck):
     """Passes every frame on. Every ``check_every_secs`` asks ``waiting()`` how long the caller
     has waited for this turn's answer, and acts once per turn at each deadline:
 
@@ -54,7 +51,7 @@ class AnswerWatchdog(FrameProcessor):
         on_give_up: Callable[[str], Awaitable[None]],
         check_every_secs: float = 0.25,
     ) -> None:
-        super().__init__()
+        super().__init__(check_every_secs)
         self._waiting = waiting
         self._hold_secs = hold_secs
         self._give_up_secs = give_up_secs
@@ -62,34 +59,19 @@ class AnswerWatchdog(FrameProcessor):
         self._give_up_text = give_up_text
         self._on_hold = on_hold
         self._on_give_up = on_give_up
-        self._check_every = check_every_secs
         self._held: int | None = None  # the last turn each deadline acted on
         self._given_up: int | None = None
         self._give_up_after_interruption = False
-        self._task: asyncio.Task | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        await super().process_frame(frame, direction)
-        if isinstance(frame, StartFrame) and self._task is None:
-            self._task = self.create_task(self._watch())
-        elif isinstance(frame, EndFrame | CancelFrame):
-            await self._stop()
-        await self.push_frame(frame, direction)
+        await super().process_frame(frame, direction)  # (passed on)
         if isinstance(frame, InterruptionFrame) and self._give_up_after_interruption:
             # everything before this point has dropped the stalled answer: now the phrase
             self._give_up_after_interruption = False
             await self._on_give_up(self._give_up_text)
             await self.push_frame(TTSSpeakFrame(self._give_up_text, append_to_context=False))
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._check_every)
-            try:
-                await self._check()
-            except Exception:  # a watchdog that dies leaves the next stall in silence
-                logger.exception("answer watchdog check failed")
-
-    async def _check(self) -> None:
+    async def check(self) -> None:
         waited = self._waiting()
         if waited is None:
             return
@@ -102,12 +84,3 @@ class AnswerWatchdog(FrameProcessor):
             self._held = turn
             self._on_hold(self._hold_text)
             await self.push_frame(TTSSpeakFrame(self._hold_text, append_to_context=False))
-
-    async def _stop(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            await self.cancel_task(task)
-
-    async def cleanup(self) -> None:
-        await super().cleanup()
-        await self._stop()

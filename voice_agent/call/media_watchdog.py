@@ -8,21 +8,16 @@ call ran for minutes, or for ever, holding a slot and CPU.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from pipecat.frames.frames import (
-    CancelFrame,
-    EndFrame,
-    Frame,
-    InputAudioRawFrame,
-    StartFrame,
-)
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.frames.frames import Frame, InputAudioRawFrame, StartFrame
+from pipecat.processors.frame_processor import FrameDirection
+
+from voice_agent.call.periodic_check import PeriodicCheck
 
 
-class MediaWatchdog(FrameProcessor):
+class MediaWatchdog(PeriodicCheck):
     """Passes every frame on; calls ``on_timeout`` once when no input audio has arrived for
     ``timeout_secs`` (counted from the call's start, so a call that never got audio ends too)."""
 
@@ -33,38 +28,18 @@ class MediaWatchdog(FrameProcessor):
         *,
         check_every_secs: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(min(check_every_secs, timeout_secs / 2))
         self._timeout = timeout_secs
         self._on_timeout = on_timeout
-        self._check_every = min(check_every_secs, timeout_secs / 2)
         self._last_audio = time.monotonic()
-        self._task: asyncio.Task | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InputAudioRawFrame | StartFrame):
+            self._last_audio = time.monotonic()
         await super().process_frame(frame, direction)
-        if isinstance(frame, InputAudioRawFrame):
-            self._last_audio = time.monotonic()
-        elif isinstance(frame, StartFrame) and self._task is None:
-            self._last_audio = time.monotonic()
-            self._task = self.create_task(self._watch())
-        elif isinstance(frame, EndFrame | CancelFrame):
-            await self._stop()
-        await self.push_frame(frame, direction)
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._check_every)
-            silent = time.monotonic() - self._last_audio
-            if silent >= self._timeout:
-                self._task = None  # on_timeout ends the call, which stops this processor
-                await self._on_timeout(silent)
-                return
-
-    async def _stop(self) -> None:
-        if self._task is not None:
-            task, self._task = self._task, None
-            await self.cancel_task(task)
-
-    async def cleanup(self) -> None:
-        await super().cleanup()
-        await self._stop()
+    async def check(self) -> None:
+        silent = time.monotonic() - self._last_audio
+        if silent >= self._timeout:
+            self.stop_checking()
+            await self._on_timeout(silent)
