@@ -3,6 +3,7 @@
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -115,3 +116,53 @@ async def test_a_caller_going_on_over_the_acknowledgement_keeps_one_turn():
     st = turn.stages
     assert st["speech_end"] < st["stt_done"] <= st["first_sentence"] <= st["tts_first_audio"]
     assert st["tts_first_audio"] <= st["first_audio_out"] == st["answer_audio_out"]
+
+
+async def test_a_holding_phrase_is_not_the_answer():
+    """The answer is late: "I'm still with you" plays, then the answer. The answer's audio, not
+    the phrase's, is the turn's answer_audio_out; both are in what the agent said."""
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("My laptop will not start.", "caller", "now"))
+    await push(LLMFullResponseStartFrame())  # the model is slow to its first word
+    recorder.start_hold("Sorry, this is taking me a moment.")
+    await push(BotStartedSpeakingFrame())  # the holding phrase
+    await push(BotStoppedSpeakingFrame(), after_secs=2.0)
+    await push(LLMTextFrame("Hold the power button for ten seconds."), after_secs=3.0)
+    await push(LLMFullResponseEndFrame())
+    await push(BotStartedSpeakingFrame())  # the answer
+    await push(BotStoppedSpeakingFrame(), after_secs=2.0)
+    await recorder.flush()
+
+    (turn,) = stored
+    st = turn.stages
+    assert st["first_audio_out"] < st["answer_audio_out"]
+    assert st["answer_audio_out"] - st["first_audio_out"] >= 5.0  # the answer, not the hold
+    assert "answer_held" in st and turn.error_code == "answer_slow"
+    assert turn.bot_text == (
+        "Sorry, this is taking me a moment. Hold the power button for ten seconds."
+    )
+
+
+async def test_a_holding_phrase_cut_off_leaves_the_next_answer_recorded():
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("My laptop will not start.", "caller", "now"))
+    recorder.start_hold("Sorry, this is taking me a moment.")
+    await push(InterruptionFrame())  # the caller spoke before the phrase could play
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("It shows a black screen.", "caller", "now"))
+    await push(LLMFullResponseStartFrame())
+    await push(LLMTextFrame("Let's try a hard restart."))
+    await push(LLMFullResponseEndFrame())
+    await push(BotStartedSpeakingFrame())
+    await push(BotStoppedSpeakingFrame())
+    await recorder.flush()
+
+    (turn,) = stored  # the caller went on before any answer: one turn
+    st = turn.stages
+    assert turn.bot_text.endswith("Let's try a hard restart.")
+    assert st["answer_audio_out"] > st["stt_done"]  # when the answer began, not the dropped hold

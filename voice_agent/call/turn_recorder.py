@@ -229,6 +229,7 @@ class TurnRecorder(BaseObserver):
         self._next_index += 1
         self._turn = turn
         self._phase = TurnPhase.LISTENING
+        self._holding = self._answer_during_hold = False
         return turn
 
     async def _close(self) -> None:
@@ -363,6 +364,8 @@ class TurnRecorder(BaseObserver):
     async def _on_interruption(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         if turn is not None and self._bot_speaking:
             turn.interrupted = True
+        # a holding phrase cut off (or dropped before it played): what plays next is no hold
+        self._holding = self._answer_during_hold = False
 
     async def _on_error(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self.note_error(error_code(frame))
