@@ -68,7 +68,15 @@ async def test_a_browser_call_shows_both_sides_and_is_stored(small_engines, tmp_
             ".some(td => td.textContent.endsWith(' s'))",
             timeout=60_000,
         )
-        caller_text = await page.inner_text("#transcript li.caller")
+        # A pause mid-sentence may end the caller's turn early, and the rest arrive as a second
+        # turn while the agent answers the first: what matters is that all their words show.
+        gold = gold_transcripts()[f"clean/{SPEECH.name}"]
+        caller = page.locator("#transcript li.caller .text")
+        for _ in range(300):
+            caller_text = " ".join(await caller.all_inner_texts())
+            if wer(gold, caller_text) <= 0.3:
+                break
+            await asyncio.sleep(0.2)
         agent_lines = await page.locator("#transcript li.agent .text").all_inner_texts()
         peak = await page.evaluate("window.agentAudioPeak")
         shot = Path(os.environ.get("VOICE_AGENT_SCREENSHOT", tmp_path / "demo.png"))
@@ -80,7 +88,6 @@ async def test_a_browser_call_shows_both_sides_and_is_stored(small_engines, tmp_
                 break
             await asyncio.sleep(0.1)
 
-    gold = gold_transcripts()[f"clean/{SPEECH.name}"]
     assert wer(gold, caller_text) <= 0.3, caller_text
     assert "IT helpdesk" in agent_lines[0]  # the greeting
     assert any(line.strip() for line in agent_lines[1:])  # a reply
@@ -89,7 +96,8 @@ async def test_a_browser_call_shows_both_sides_and_is_stored(small_engines, tmp_
     assert len(calls) == 1 and calls[0]["transport"] == "webrtc"
     stored = store.get_call(calls[0]["id"])
     assert stored["status"] == "completed" and stored["end_reason"] == "caller_hung_up"
-    assert any(wer(gold, t["user_text"]) <= 0.3 for t in stored["turns"] if t["user_text"])
+    stored_caller_text = " ".join(t["user_text"] for t in stored["turns"] if t["user_text"])
+    assert wer(gold, stored_caller_text) <= 0.3, stored_caller_text
 
 
 async def test_a_bad_offer_is_refused_clearly(small_engines, tmp_path):

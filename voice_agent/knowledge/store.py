@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -569,7 +570,11 @@ class KnowledgeStore:
             return client
         path = self.kb_dir / "qdrant"
         try:
-            return QdrantClient(path=str(path))
+            client = QdrantClient(path=str(path))
+            # closed at exit at the latest: left to its __del__ at interpreter shutdown, the
+            # client's close fails with a traceback (its imports are gone by then)
+            weakref.finalize(self, client.close)
+            return client
         except RuntimeError as e:
             if "already accessed" in str(e):
                 raise KnowledgeStoreBusy(
