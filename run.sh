@@ -68,6 +68,15 @@ if [ "${1:-}" = "test" ] && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 
+if [ "${1:-}" = "test" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    # the scale-out test puts Debian's nginx in front of two servers
+    echo "==> installing Debian's nginx-light for the scale-out test"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light >/dev/null
+fi
+
 echo "==> assembling model weights (checksummed; skipped when present)"
 models="whisper-base qwen2.5-coder-1.5b piper-joe-medium"
 [ "${1:-}" = "test" ] && models="$models smollm2-135m whisper-tiny.en"

@@ -96,6 +96,9 @@ def agent(small_engines: Engines, tmp_path: Path, **overrides) -> tuple[FastAPI,
     return app, CallStore.from_settings(engines.settings)
 
 
+# llama.cpp's OpenAI-compatible server with the small model (session)
+from llama_server import llama_server  # noqa: E402, F401
+
 # A throwaway PostgreSQL server (session) and per-test databases on SQLite and PostgreSQL
 from postgres import any_database_url, postgres_server, postgres_url  # noqa: E402, F401
 

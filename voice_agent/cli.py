@@ -25,6 +25,7 @@ from voice_agent.triage.cli import triage_app
 
 if TYPE_CHECKING:
     import numpy as np
+    from loguru import Record
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Helpdesk voice agent")
 models_app = typer.Typer(no_args_is_help=True, help="Assemble, verify and list model weights")
@@ -37,9 +38,21 @@ app.add_typer(db_app, name="db", help="Database migrations")
 app.add_typer(bench_app, name="bench", help="Benchmarks (turn latency)")
 
 
+LOG_FORMAT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
+    "<cyan>{name}</cyan>:<cyan>{function}</cyan>:<cyan>{line}</cyan> - "
+)
+
+
+def _log_format(record: Record) -> str:
+    """Loguru's format, with the call's id on every line written while a call runs."""
+    call = "call={extra[call_id]} | " if "call_id" in record["extra"] else ""
+    return LOG_FORMAT + call + "<level>{message}</level>\n{exception}"
+
+
 def _setup_logging(settings: Settings, quiet: bool = False) -> None:
     logger.remove()
-    logger.add(sys.stderr, level="WARNING" if quiet else settings.log_level)
+    logger.add(sys.stderr, level="WARNING" if quiet else settings.log_level, format=_log_format)
 
 
 def _load_engines(settings: Settings):
@@ -66,9 +79,8 @@ def serve(
     except DataFolderError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    import uvicorn
-
     from voice_agent.server import create_app
+    from voice_agent.serving import serve_until_stopped
 
     engines = _load_engines(settings)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
@@ -85,12 +97,13 @@ def serve(
         typer.echo(
             "Twilio: no credentials configured; /twilio/media accepts streams, webhooks get 403."
         )
-    uvicorn.run(
+    serve_until_stopped(
         create_app(settings, engines=engines),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         ws_max_size=settings.twilio_max_message_bytes * 4,
+        drain_secs=settings.drain_timeout_secs,
     )
 
 

@@ -28,6 +28,7 @@ class EndReason(StrEnum):
     TRANSFERRED = "transferred"
     PROTOCOL_ERROR = "protocol_error"  # the media socket kept misbehaving
     SERVER_RESTART = "server_restart"
+    SERVER_SHUTDOWN = "server_shutdown"  # the server was stopped and the call outlived its drain
 
 
 class Outcome(StrEnum):

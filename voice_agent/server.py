@@ -1,7 +1,9 @@
 """The FastAPI server: loads the models once at start-up, then serves calls.
 
 Call records hold callers' words, so no endpoint exposes them without authentication; the
-supervisor console (``/console``, accounts and roles) is where they are read.
+supervisor console (``/console``, accounts and roles) is where they are read. ``/healthz``,
+``/readyz`` and ``/metrics`` (Prometheus) are for the service manager, the load balancer and the
+scraper: counts and states only, no caller's words.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from loguru import logger
 
+from voice_agent import metrics
 from voice_agent.call.admission import CallAdmission
 from voice_agent.console.routes import Console, console_router
 from voice_agent.engines import Engines
+from voice_agent.readiness import Readiness
 from voice_agent.settings import Settings
 from voice_agent.storage import CallStore
 from voice_agent.telephony.twilio_routes import twilio_router
@@ -65,8 +70,12 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
     app.include_router(webrtc_router(settings))
     app.include_router(console_router(settings, app.state.console))
 
+    app.state.readiness = Readiness.from_settings(settings, app.state.admission)
+    app.state.metrics = metrics.app_registry(app.state.admission)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        """Alive (a supervisor restarts the process when this fails)."""
         loaded: Engines = app.state.engines
         admission: CallAdmission = app.state.admission
         return {
@@ -74,7 +83,20 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
             "models": loaded.model_names,
             "llm_backend": settings.llm_backend,
             "calls": {"active": admission.active, "max": admission.max_calls},
+            "draining": admission.draining,
         }
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready for a call (a balancer sends calls only where this answers 200)."""
+        problems = await app.state.readiness.problems()
+        return JSONResponse(
+            {"ready": not problems, "problems": problems}, status_code=503 if problems else 200
+        )
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(app.state.metrics), media_type=metrics.CONTENT_TYPE)
 
     return app
 

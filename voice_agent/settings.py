@@ -48,6 +48,18 @@ class Settings(BaseSettings):
         ),
     )
 
+    drain_timeout_secs: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "on SIGTERM the server stops taking calls (/readyz answers 503) and waits this long "
+            "for the calls in progress to end; those still running then hear that the line is "
+            "closing, and the server exits. A second SIGTERM or Ctrl-C stops at once. Give the "
+            "service manager more (systemd TimeoutStopSec, Kubernetes "
+            "terminationGracePeriodSeconds)"
+        ),
+    )
+
     # Storage
     data_dir: Path = REPO_ROOT / "var"
     database_url: str | None = Field(

@@ -24,7 +24,9 @@ from pipecat.services.openai.llm import OpenAILLMService
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
+from voice_agent import metrics
 from voice_agent.call.acknowledgement import Acknowledger
+from voice_agent.call.admission import CallSlot
 from voice_agent.call.answer_watchdog import AnswerWatchdog
 from voice_agent.call.flow_processor import HelpdeskFlowProcessor, TurnNote
 from voice_agent.call.keypad import HUMAN_DIGIT, KeypadListener
@@ -238,7 +240,12 @@ class Call:
     async def run(
         self, on_started: Callable[[Call], Awaitable[None] | None] | None = None
     ) -> CallResult:
-        """Greet the caller and run the call to its end; the record is closed however it ends."""
+        """Greet the caller and run the call to its end; the record is closed however it ends.
+        Every log line written while the call runs (pipecat's too) carries its ``call_id``."""
+        with logger.contextualize(call_id=self.call_id):
+            return await self._run(on_started)
+
+    async def _run(self, on_started: Callable[[Call], Awaitable[None] | None] | None) -> CallResult:
         await self.conversation.start()
         notice = self.settings.recording_notice if self.settings.record_calls else None
         await self.say(TurnKind.GREETING, prompts.greeting(self.settings.company_name, notice))
@@ -281,12 +288,19 @@ class Call:
             )
         except Exception:
             self.log.exception("could not close the call record")
+        metrics.observe_call_end(status, self.end_reason)
         self.log.info(f"call {self.call_id} ended: {status}")
 
     # -- steering, for the transport and the conversation -------------------------------------
     async def hang_up(self) -> None:
         """End gracefully: what is queued is still said, then the pipeline stops."""
         await self.worker.queue_frame(EndFrame())
+
+    async def close_for_shutdown(self) -> None:
+        """This server is being stopped and the call outlived the drain: say so, then end."""
+        self.log.warning(f"call {self.call_id} ended early: the server is shutting down")
+        self.end_reason = EndReason.SERVER_SHUTDOWN
+        await self.say(TurnKind.FALLBACK, prompts.SHUTTING_DOWN, then_end=True)
 
     async def drop(self) -> None:
         """The caller is gone (socket closed): stop at once."""
@@ -442,6 +456,7 @@ class Call:
             self.log.exception(f"could not update the call record with {sorted(fields)}")
 
     async def _persist_turn(self, turn: TurnRecord) -> None:
+        metrics.observe_turn(turn)
         try:
             await asyncio.to_thread(self.store.add_turn, self.call_id, turn)
         except Exception:  # storage trouble must not end the call; the log keeps the turn
@@ -457,12 +472,16 @@ async def run_call(
     store: CallStore,
     transport_name: str,
     on_started: Callable[[Call], Awaitable[None] | None] | None = None,
+    slot: CallSlot | None = None,
     **options: Any,
 ) -> CallResult:
     """Run one call to its end: every transport's call comes here (options: :class:`Call`).
     ``transfer`` hands the live call to a human (the transport knows how); ``before_output``
-    adds transport processors before the audio goes out."""
+    adds transport processors before the audio goes out. ``slot``, the call's admission, can
+    then end it early when the server drains."""
     call = await Call.open(
         transport, engines=engines, store=store, transport_name=transport_name, **options
     )
+    if slot is not None:
+        slot.close_early = call.close_for_shutdown
     return await call.run(on_started)

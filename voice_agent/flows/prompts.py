@@ -134,6 +134,10 @@ def lookup_down_with_ticket(number: str) -> str:
 ANYTHING_ELSE = "Is there anything else I can help you with?"
 ANYTHING_ELSE_AGAIN = "Sorry, I didn't catch that. Is there anything else I can help you with?"
 GOODBYE = "Thanks for calling the IT helpdesk. Goodbye!"
+SHUTTING_DOWN = (
+    "I'm sorry, this line has to close now for maintenance. If your problem isn't solved yet, "
+    "please call again and you'll reach another line. Goodbye."
+)
 NO_TICKET = "Okay, no ticket then. " + ANYTHING_ELSE
 ASK_TICKET_NUMBER = "Sure. What's the ticket number? It starts with I N C."
 ASK_NAME_FOR_TICKET = "I'll open a ticket for that. May I have your name first?"

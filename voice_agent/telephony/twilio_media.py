@@ -13,6 +13,7 @@ import asyncio
 import json
 
 from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
@@ -24,7 +25,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 
-from voice_agent.call.admission import CallAdmission, CallRefused
+from voice_agent.call.admission import CallAdmission, CallRefused, CallSlot
 from voice_agent.call.runner import Call, CallResult, run_call
 from voice_agent.call.turn_recorder import TurnRecorder
 from voice_agent.engines import Engines
@@ -129,6 +130,16 @@ async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
 async def handle_media_stream(
     websocket: WebSocket, *, engines: Engines, store: CallStore, admission: CallAdmission
 ) -> CallResult | None:
+    if admission.draining:  # refused before the handshake: a balancer retries another instance
+        logger.info("twilio media socket refused: this server is draining")
+        await websocket.send_denial_response(
+            PlainTextResponse(
+                "this server is shutting down: connect to another instance",
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        )
+        return None
     await websocket.accept()
     try:
         message = await read_start(websocket)
@@ -143,11 +154,11 @@ async def handle_media_stream(
         await close_socket(websocket, TRY_AGAIN_LATER, e.reason)
         return None
     with slot:
-        return await _run_twilio_call(websocket, message, engines=engines, store=store)
+        return await _run_twilio_call(websocket, message, engines=engines, store=store, slot=slot)
 
 
 async def _run_twilio_call(
-    websocket: WebSocket, message: dict, *, engines: Engines, store: CallStore
+    websocket: WebSocket, message: dict, *, engines: Engines, store: CallStore, slot: CallSlot
 ) -> CallResult | None:
     settings = engines.settings
     start = message.get("start") or {}
@@ -226,6 +237,7 @@ async def _run_twilio_call(
             caller=caller,
             external_id=call_sid,
             on_started=started,
+            slot=slot,
             transfer=transfer if control is not None and control.can_transfer else None,
             before_output=lambda recorder: [PlaybackMarker(recorder, stream_sid), StopWatcher()],
             wait_for_playback_marks=True,

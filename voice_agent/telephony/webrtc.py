@@ -132,7 +132,7 @@ def webrtc_router(settings: Settings) -> APIRouter:
                 slot = admission.admit("webrtc", client=client_ip(request))
             except CallRefused as e:
                 logger.warning(f"webrtc offer from {client_ip(request)} refused: {e.code}")
-                status = 503 if e.code == "at_capacity" else 429
+                status = 429 if e.code == "rate_limited" else 503
                 headers = {"Retry-After": str(int(e.retry_after_secs or 30) + 1)}
                 raise HTTPException(status, e.reason, headers=headers) from None
 
@@ -164,6 +164,7 @@ def webrtc_router(settings: Settings) -> APIRouter:
                         external_id=connection.pc_id,
                         observers=[live],
                         on_turn=live.on_turn,
+                        slot=call_slot,
                     )
                 finally:
                     if call_slot is not None:
