@@ -13,6 +13,7 @@ the app's :class:`~voice_agent.call.admission.CallAdmission` when scraped.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,7 +26,6 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from voice_agent.call.admission import CallAdmission
 from voice_agent.records import TurnRecord
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -64,10 +64,21 @@ def observe_call_end(status: str, end_reason: str | None) -> None:
     CALLS_ENDED.labels(status, end_reason or "").inc()
 
 
+class Lines(Protocol):
+    """What the gauges read (``voice_agent.call.admission.CallAdmission``)."""
+
+    @property
+    def active(self) -> int: ...
+
+    max_calls: int
+    draining: bool
+    refused_by_reason: dict[str, int]
+
+
 class AdmissionCollector(Collector):
     """The call gauges, read from one server's admission when scraped."""
 
-    def __init__(self, admission: CallAdmission) -> None:
+    def __init__(self, admission: Lines) -> None:
         self.admission = admission
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -87,7 +98,7 @@ class AdmissionCollector(Collector):
         yield refused
 
 
-def app_registry(admission: CallAdmission) -> CollectorRegistry:
+def app_registry(admission: Lines) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(AdmissionCollector(admission))
     return registry
