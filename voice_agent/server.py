@@ -39,6 +39,15 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
         app.state.store.close_interrupted_calls(app.state.store.instance)
         app.state.engines = engines or await asyncio.to_thread(Engines.load, settings)
         logger.info(f"models ready in {app.state.engines.load_secs:.1f}s")
+        if settings.resolved_database_url.startswith("postgresql") and (
+            settings.console_secret_key is None
+        ):
+            logger.warning(
+                "console_secret_key is not set: this instance signs console sessions with a key "
+                "of its own (data_dir), so behind a balancer with other instances on this "
+                "database a supervisor is signed out whenever another instance answers. Give "
+                "every instance the same VOICE_AGENT_CONSOLE_SECRET_KEY."
+            )
         if not settings.twilio_configured:
             logger.warning(
                 "Twilio credentials not configured (VOICE_AGENT_TWILIO_ACCOUNT_SID, "

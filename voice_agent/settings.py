@@ -104,7 +104,19 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.2
     llm_seed: int = 7
     llm_base_url: str | None = Field(
-        default=None, description="OpenAI-compatible endpoint, e.g. http://gpu-box:8080/v1"
+        default=None,
+        description=(
+            "OpenAI-compatible endpoint, e.g. http://gpu-box:8080/v1, or several separated by "
+            "commas: requests go to each in turn, and one that fails is skipped for 10 s"
+        ),
+    )
+    llm_request_timeout_secs: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "how long a model server has to start answering (llm_backend=openai) before the "
+            "request is tried on the next one"
+        ),
     )
     llm_api_key: str = "not-needed"
     llm_function_calling: bool | None = Field(

@@ -17,8 +17,11 @@ Every transport (simulated caller, Twilio, WebRTC) ends in this same pipeline vi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
+import openai
+from loguru import logger
 from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
@@ -36,6 +39,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
 from voice_agent.call.turn_end import SentenceEndTurnStop
 from voice_agent.engines import Engines, SharedSmartTurn
+from voice_agent.llm.model_servers import ModelServerPool, endpoints
 from voice_agent.llm.reply_guard import guarded_chunks
 from voice_agent.llm.service import LocalLLMService, with_turn_note
 from voice_agent.settings import Settings
@@ -78,8 +82,18 @@ def build_pipeline(
     )
 
 
+# a model server that fails like this is skipped and the request tried on the next one
+FAILOVER_ERRORS = (
+    openai.APIConnectionError,  # refused, reset, or no answer in time (APITimeoutError)
+    openai.RateLimitError,  # 429: saturated
+    openai.InternalServerError,  # 5xx
+    TimeoutError,  # no response within llm_request_timeout_secs
+)
+
+
 class OpenAICompatibleLLMService(OpenAILLMService):
-    """Any OpenAI-compatible server (vLLM, llama.cpp's server) for scale-out.
+    """Any OpenAI-compatible server (vLLM, llama.cpp's server) for scale-out: one, or a pool
+    (``voice_agent.llm.model_servers``) tried in turn when one fails or is slow to answer.
 
     Several such servers reject the ``developer`` role, so it is sent as ``user``.
     """
@@ -89,17 +103,56 @@ class OpenAICompatibleLLMService(OpenAILLMService):
     def __init__(
         self,
         *args,
+        pool: ModelServerPool,
+        request_timeout_secs: float = 5.0,
         turn_note: Callable[[], str | None] | None = None,
         function_calling: bool = True,
         **kwargs,
     ):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, base_url=pool.urls[0], **kwargs)
+        self._pool = pool
+        self._request_timeout_secs = request_timeout_secs
+        self._clients = {pool.urls[0]: self._client}
+        self._api_key = kwargs.get("api_key")
         self._turn_note = turn_note
         self._function_calling = function_calling
 
+    def create_client(
+        self,
+        api_key=None,
+        base_url=None,
+        organization=None,
+        project=None,
+        default_headers=None,
+        **kwargs,
+    ):
+        # one try per server: the pool moves on to the next rather than retrying a failed one
+        client = super().create_client(
+            api_key, base_url, organization, project, default_headers, **kwargs
+        )
+        return client.with_options(max_retries=0)
+
     async def get_chat_completions(self, context):
-        """The server's stream, with what may be spoken decided by ``ReplyGuard``."""
-        return guarded_chunks(await super().get_chat_completions(context))
+        """The first pool server's stream that starts in time, with what may be spoken decided
+        by ``ReplyGuard``; the last server's error when every one failed."""
+        failure: BaseException | None = None
+        for url in self._pool.order():
+            if url not in self._clients:
+                self._clients[url] = self.create_client(api_key=self._api_key, base_url=url)
+            self._client = self._clients[url]
+            try:
+                chunks = await asyncio.wait_for(
+                    super().get_chat_completions(context), self._request_timeout_secs
+                )
+            except FAILOVER_ERRORS as e:
+                self._pool.failed(url)
+                logger.warning(f"model server {url} failed ({type(e).__name__}): trying the next")
+                failure = e
+                continue
+            self._pool.succeeded(url)
+            return guarded_chunks(chunks)
+        assert failure is not None
+        raise failure
 
     def build_chat_completion_params(self, params_from_context) -> dict:
         params = super().build_chat_completion_params(params_from_context)
@@ -117,11 +170,13 @@ def make_llm_service(
     turn_note: Callable[[], str | None] | None = None,
 ) -> OpenAILLMService:
     if settings.llm_backend == "openai":
-        if not settings.llm_base_url:
+        urls = endpoints(settings.llm_base_url)
+        if not urls:
             raise ValueError("llm_backend=openai needs VOICE_AGENT_LLM_BASE_URL")
         return OpenAICompatibleLLMService(
             api_key=settings.llm_api_key,
-            base_url=settings.llm_base_url,
+            pool=ModelServerPool.shared(urls),
+            request_timeout_secs=settings.llm_request_timeout_secs,
             settings=OpenAILLMService.Settings(
                 model=settings.llm_model,
                 max_tokens=settings.llm_max_tokens,
