@@ -22,12 +22,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO
-from tests.postgres import PostgresServer, free_port, server_binaries
-from tests.test_scale_out import Instance, nginx, start_instance, wait_ready
-from voice_agent.models.store import resolve
-from voice_agent.settings import load_settings
-from voice_agent.storage import CallStore
+sys.path.insert(0, str(Path(__file__).parent))  # conftest's sibling imports, as under pytest
+
+from tests.conftest import REPO  # noqa: E402
+from tests.postgres import PostgresServer, free_port, server_binaries  # noqa: E402
+from tests.test_scale_out import Instance, nginx, start_instance, wait_ready  # noqa: E402
+from voice_agent.models.store import resolve  # noqa: E402
+from voice_agent.settings import load_settings  # noqa: E402
+from voice_agent.storage import CallStore  # noqa: E402
 
 
 def model_server(model: Path, root: Path) -> tuple[subprocess.Popen, str]:

@@ -14,7 +14,9 @@ import io
 import json
 import re
 import stat
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -397,6 +399,20 @@ def test_the_secret_key_is_made_once_and_private(tmp_path):
     assert load_secret_key(configured) == b"x" * 40
     with pytest.raises(ValueError, match="too short"):
         load_secret_key(console_settings(tmp_path, console_secret_key="short"))
+
+
+def test_servers_starting_at_once_on_one_folder_share_one_key(tmp_path):
+    settings = console_settings(tmp_path)
+    gate = threading.Barrier(8)
+
+    def load() -> bytes:
+        gate.wait()
+        return load_secret_key(settings)
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load(), range(8)))
+    assert len(keys) == 1 and len(keys.pop()) >= 32
+    assert [p.name for p in tmp_path.iterdir() if "secret" in p.name] == ["console_secret.key"]
 
 
 # -- what pages show ------------------------------------------------------------------------------

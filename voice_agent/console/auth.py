@@ -49,18 +49,24 @@ def load_secret_key(settings: Settings) -> bytes:
         return value.encode()
     path = Path(settings.data_dir) / SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text().strip()
-        if len(key) < 32:
-            raise ValueError(
-                f"{path} is damaged (too short); delete it to make a new one"
-            ) from None
-        return key.encode()
-    key = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
+    if not path.exists():
+        # written aside, then linked into place: two servers starting at once on one data
+        # folder both end up with the key that landed first, never a half-written file
+        key = secrets.token_urlsafe(48)
+        aside = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        try:
+            os.link(aside, path)
+            return key.encode()
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink(missing_ok=True)
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ValueError(f"{path} is damaged (too short); delete it to make a new one")
     return key.encode()
 
 
