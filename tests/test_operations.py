@@ -120,10 +120,16 @@ async def test_a_drain_waits_for_calls_then_says_goodbye_to_the_last():
         goodbyes.append("slow")
         asyncio.get_running_loop().call_later(0.2, slow.release)
 
+    async def cannot_say_it() -> None:  # a call whose pipeline is gone: the others go on
+        asyncio.get_running_loop().call_later(0.1, broken.release)
+        raise RuntimeError("pipeline already stopped")
+
+    broken = admission.admit("twilio")
+    broken.close_early = cannot_say_it
     slow.close_early = say_goodbye
     asyncio.get_running_loop().call_later(0.1, quick.release)  # ends on its own, in time
     ended = await admission.drain(0.5, goodbye_secs=2.0)
-    assert ended == 1 and goodbyes == ["slow"]
+    assert ended == 2 and goodbyes == ["slow"]
     assert admission.active == 0
 
 

@@ -21,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from loguru import logger
+
 MAX_CLIENTS_TRACKED = 10_000
 
 
@@ -144,8 +146,12 @@ class CallAdmission:
             return 0
         running = list(self._slots)
         for slot in running:
-            if slot.close_early is not None:
+            if slot.close_early is None:
+                continue
+            try:
                 await slot.close_early()
+            except Exception:  # one call that cannot say goodbye must not keep the others on
+                logger.exception(f"a {slot.transport} call could not be ended with a goodbye")
         await self._wait_idle(goodbye_secs)
         return len(running)
 
