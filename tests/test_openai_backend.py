@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
@@ -14,6 +13,7 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import run_test
 
 from tests.conftest import serve, small_settings
+from tests.postgres import free_port
 from voice_agent.call.pipeline import OpenAICompatibleLLMService, make_llm_service
 from voice_agent.llm.model_servers import COOLDOWN_SECS, ModelServerPool, endpoints
 
@@ -39,9 +39,7 @@ def test_openai_backend_without_a_url_is_a_clear_error(small_engines, tmp_path):
 
 
 def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    return f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
 
 
 def hanging_model_server(release: asyncio.Event) -> FastAPI:

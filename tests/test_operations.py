@@ -7,7 +7,6 @@ process mid-call is in tests/test_scale_out.py."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
 
 from tests.conftest import serve, small_settings
+from tests.postgres import free_port
 from voice_agent import metrics
 from voice_agent.call.admission import CallAdmission, CallRefused
 from voice_agent.engines import Engines
@@ -26,12 +26,6 @@ from voice_agent.server import create_app
 def server(tmp_path, **overrides):
     settings = small_settings(tmp_path, max_concurrent_calls=2, **overrides)
     return create_app(settings, engines=Engines(settings, None, None, None, {"llm": "none"}))  # type: ignore[arg-type]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_readyz_says_why_no_call_should_come_here(tmp_path):
@@ -58,9 +52,7 @@ def test_readyz_says_why_no_call_should_come_here(tmp_path):
 
 
 async def test_readyz_checks_the_model_server(tmp_path):
-    down = server(
-        tmp_path, llm_backend="openai", llm_base_url=f"http://127.0.0.1:{closed_port()}/v1"
-    )
+    down = server(tmp_path, llm_backend="openai", llm_base_url=f"http://127.0.0.1:{free_port()}/v1")
     with TestClient(down) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 503

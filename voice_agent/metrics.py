@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -27,8 +26,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from voice_agent.records import TurnRecord
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # a caller notices past ~1 s and gives up past ~20 s: buckets dense where the budget (2 s) is
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0, 20.0)

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from loguru import logger
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from voice_agent import metrics
 from voice_agent.call.admission import CallAdmission
@@ -105,7 +106,7 @@ def create_app(settings: Settings, *, engines: Engines | None = None) -> FastAPI
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        return Response(metrics.render(app.state.metrics), media_type=metrics.CONTENT_TYPE)
+        return Response(metrics.render(app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -84,10 +84,6 @@ class CallAdmission:
     def active(self) -> int:
         return len(self._slots)
 
-    @property
-    def refused(self) -> int:
-        return sum(self.refused_by_reason.values())
-
     def _count_refusal(self, reason: str) -> None:
         self.refused_by_reason[reason] = self.refused_by_reason.get(reason, 0) + 1
 
