@@ -26,10 +26,10 @@ DEV = SHARED / "eval" / "triage_dev.tsv"
 runner = CliRunner()
 
 # Measured on triage_dev.tsv with the packaged model, classifier + rules, no LLM:
-# accuracy 0.893, macro-F1 0.877, priority accuracy 0.767. The gates sit a few points below.
+# accuracy 0.893, macro-F1 0.877, priority accuracy 0.860. The gates sit a few points below.
 MIN_ACCURACY = 0.86
 MIN_MACRO_F1 = 0.84
-MIN_PRIORITY_ACCURACY = 0.73
+MIN_PRIORITY_ACCURACY = 0.82
 
 # Made-up calls (no ticket from the shared data): enough for a model to learn three categories.
 TRAINING_CALLS = {
@@ -327,6 +327,12 @@ def test_labeller_drops_evaluation_rows_and_machine_tickets(tmp_path):
         ("erp is very slow for all users in apac", "software", "P1"),
         ("laptop will not turn on", "hardware", "P2"),
         ("how do i set up a new printer", "printer", "P4"),
+        # a fault asked about politely is still a fault (P3), not a request (P4)
+        ("error when submitting the discount form, can you please look into it", "software", "P3"),
+        ("can you please install adobe acrobat", "software", "P4"),
+        ("i no longer have access to the finance share, can you check", "account_access", "P3"),
+        ("can you please give me access to the finance share", "account_access", "P4"),
+        ("i cannot log into erp, i get the following error, can you help", "account_access", "P2"),
     ],
 )
 def test_guide_rules(text, category, priority):

@@ -6,7 +6,9 @@ or with a workaround, a request or a question), which a few words decide more re
 classifier trained on a few hundred examples of P1. Order matters and encodes the guide's
 exceptions: a VPN login is ``network`` (VPN before passwords), Outlook prompting for a password
 is ``email`` (before passwords), access to a drive folder is ``account_access`` (before network
-drives), a ticket number plus a new problem is labelled by the problem.
+drives), a ticket number plus a new problem is labelled by the problem. For priority, a fault
+the caller describes outranks polite request phrasing ("I get an error, can you look into it"
+is P3, not a P4 request).
 """
 
 from __future__ import annotations
@@ -362,6 +364,22 @@ _REQUEST = _rx(
 )
 
 
+# a fault the caller describes: something broke or stopped, however politely it is asked about
+# ("get an error, can you please look into this" is a problem, not a request: P3, not P4)
+_FAULT = _rx(
+    r"\berr+ors?\b|\bfail(s|ed|ure|ing)?\b|not working|\bno longer\b|disconnect\w*|\bstuck\b",
+    r"\bcrash\w*|\bissues?\b|\bproblems?\b|not (recogni[sz]ed|maintained|copied|created|"
+    r"saved|showing|displaying|updating|syncing)|\b(hasn'?t|has not|haven'?t|have not) been\b",
+    r"\bno (display|signal|sound|audio|reply|response)\b|\b(can ?not|can'?t|cant|unable to) "
+    r"(start|open|print|save|submit|see|view|load)\b",
+)
+
+
+def _is_request(text: str) -> bool:
+    """A request, how-to or question (P4 by the guide), unless the words describe a fault."""
+    return bool(_REQUEST.search(text)) and not _FAULT.search(text)
+
+
 def rule_priority(text: str, category: str) -> tuple[str, str]:
     """(priority, reason) by the guide: impact first, then blocked, then requests, else P3."""
     multi = bool(_MANY.search(text))
@@ -389,17 +407,19 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
         aux = _AUXILIARY.search(text)
         if _PRIMARY_SYSTEM_BLOCK.search(text):
             return ("P3", "auxiliary_site_sign_in") if aux else ("P2", "password_or_lockout")
-        if _BLOCKED.search(text) and not _REQUEST.search(text):
+        if _BLOCKED.search(text) and not _is_request(text):
             return ("P3", "auxiliary_site_sign_in") if aux else ("P2", "cannot_log_in")
+        if _FAULT.search(text):
+            return "P3", "access_fault"  # lost existing access, or an error where access was
         return "P4", "access_request"
     if category == "network":
         if wifi:
-            return ("P4", "request") if _REQUEST.search(text) else ("P3", "wifi_degraded")
+            return ("P4", "request") if _is_request(text) else ("P3", "wifi_degraded")
         if re.search(r"\bvpn\b|no network|no internet|network (is )?down", text, re.I) and (
             _BLOCKED.search(text) or re.search(r"no network|no internet|down", text, re.I)
         ):
             return "P2", "no_vpn_or_network"
-        if _REQUEST.search(text):
+        if _is_request(text):
             return "P4", "request"
         return "P3", "network_degraded"
     if category == "email":
@@ -415,7 +435,7 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
             re.I,
         ):
             return "P2", "outlook_blocked"
-        if _REQUEST.search(text):
+        if _is_request(text):
             return "P4", "request"
         return "P3", "email_partial"
     if category == "hardware":
@@ -427,7 +447,7 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
             re.I,
         ):
             return "P2", "pc_will_not_start"
-        if _REQUEST.search(text) or re.search(r"\basset\b|service tag|computer name", text, re.I):
+        if _is_request(text) or re.search(r"\basset\b|service tag|computer name", text, re.I):
             return "P4", "request"
         return "P3", "hardware_degraded"
     if category == "phone":
@@ -438,10 +458,10 @@ def rule_priority(text: str, category: str) -> tuple[str, str]:
             )
         ):
             return "P2", "softphone_unusable"
-        if _REQUEST.search(text):
+        if _is_request(text):
             return "P4", "request"
         return "P3", "phone_degraded"
-    if _REQUEST.search(text):
+    if _is_request(text):
         return "P4", "request"
     if category == "software" and re.search(
         r"\b(I|[Ww]e) (need|want|would like)( to (get|have|install))? (a |an |the )?"
