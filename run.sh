@@ -100,10 +100,11 @@ case "$cmd" in
             fi
         fi
         "$VENV/bin/python" -m pytest "$@" || rc=$?
-        # the latency bench once, quick (1 call, 2 turns, default models): numbers printed, not
-        # asserted; its own data folder, so it never touches a running server's database
-        echo "==> latency bench, quick mode"
-        VOICE_AGENT_DATA_DIR="$(mktemp -d)" "$VENV/bin/voice-agent" bench latency --quick \
+        # the latency bench once, quick (1 call, 2 turns, default models), then its floor (the same
+        # calls, an instant model): numbers printed, not asserted; its own data folder, so it
+        # never touches a running server's database
+        echo "==> latency bench, quick mode, with the floor"
+        VOICE_AGENT_DATA_DIR="$(mktemp -d)" "$VENV/bin/voice-agent" bench latency --quick --floor \
             --chart var/bench/latency-quick.png || echo "bench: exit $? (not a test failure)"
         # two scripted calls, played and graded like the full scenario bench: printed, not asserted
         echo "==> scenario bench, 2 scripted calls"

@@ -26,8 +26,11 @@ from voice_agent.speech.stt import (
     WhisperSTTService,
     _after_prefix,
     collapse_repetitions,
+    doubtful,
+    drop_repeated_sentences,
     echoes_prompt,
     recognition_prompt,
+    window_frames,
 )
 
 
@@ -81,6 +84,43 @@ def test_repetition_loops_are_collapsed():
     assert collapse_repetitions("5, " * 12 + "5") == "5, " * 6 + "5,"
 
 
+def test_a_sentence_repeated_right_after_itself_is_dropped():
+    # what the short window made of real phone turns
+    assert drop_repeated_sentences("And then the train ID. And then the train ID.") == (
+        "And then the train ID."
+    )
+    looped = "Okay, that's perfect, okay. " * 3
+    assert drop_repeated_sentences(looped) == "Okay, that's perfect, okay."
+    two = "I want you to go to month for theatre. I want you go to month for theatre."
+    assert drop_repeated_sentences(two) == "I want you to go to month for theatre."
+    fee = "Okay, that's perfect. Can I get the entrance fee? Can I get the entrance fee?"
+    assert drop_repeated_sentences(fee) == "Okay, that's perfect. Can I get the entrance fee?"
+    # spelled letters, digits, a short "No. No." and different sentences are left as said
+    for said in ("B. I. L. L.", "0. 0. 7.", "No. No.", "My VPN is down. It is down since Monday."):
+        assert drop_repeated_sentences(said) == said
+
+
+def test_the_short_window_covers_the_audio_and_its_padding():
+    rate = 16000
+    assert window_frames(3 * rate, None) is None  # the whole 30 s window
+    assert window_frames(3 * rate, 2.0) == 500  # 3 s + 2 s, in 10 ms frames
+    assert window_frames(int(3.2 * rate), 2.0) == 600  # rounded up to whole seconds
+    assert window_frames(0, 0.0) == 0
+    assert window_frames(28 * rate, 2.0) is None  # fills the window anyway
+
+
+def test_a_doubtful_short_window_reading_is_decoded_again():
+    assert not doubtful("My VPN won't connect.", -0.3)
+    assert not doubtful("I N C 0 0 4 5 5 5 1", -0.2)  # digits read out may repeat
+    assert doubtful("", None)  # nothing heard: the short window's way of missing a name
+    assert doubtful("It's Karen Walsh.", -0.3, dropped=1)  # a segment lost to the guards
+    assert doubtful("It's carbon wolf.", -0.7)  # unsure
+    assert doubtful("No thanks. No thanks.", -0.2)  # it loops
+    assert doubtful("no fangs no fangs", -0.2)
+    assert doubtful("6187 6187", -0.3)
+    assert not doubtful("5 5 5 0 2 1 9", -0.3)
+
+
 @pytest.mark.parametrize(
     ("decoded", "forced", "new_words"),
     [
@@ -108,6 +148,31 @@ def test_whisper_on_the_real_clean_clips(small_engines):
     assert scores["jfk.flac"] <= 0.1, scores
     assert max(scores.values()) <= 0.45, scores
     assert float(np.mean(list(scores.values()))) <= 0.15, scores
+
+
+def test_whisper_encodes_only_the_audio_and_its_padding(small_engines, monkeypatch):
+    """The 11 s JFK clip is encoded as 13 s of features (its padding: 2 s), not 30 s, and still
+    decodes right; with the padding off, the whole window is encoded."""
+    from faster_whisper import WhisperModel
+
+    engine = small_engines.stt
+    shapes: list[int] = []
+    encode = WhisperModel.encode  # what the engine's model calls with the frames it keeps
+
+    def recording(self, features):
+        shapes.append(features.shape[-1])
+        return encode(self, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", recording)
+    audio = decode_audio_file(CLEAN / "jfk.flac").samples.astype(np.float32) / 32768
+    monkeypatch.setattr(engine, "window_padding_secs", 2.0)
+    short = engine.transcribe(audio)
+    assert shapes[0] == 1300, shapes
+    assert wer(gold_transcripts()["clean/jfk.flac"], short.text) <= 0.1, short.text
+    shapes.clear()
+    monkeypatch.setattr(engine, "window_padding_secs", None)
+    engine.transcribe(audio)
+    assert shapes == [3000]
 
 
 def test_a_piece_after_a_pause_is_decoded_with_what_came_before(small_engines):

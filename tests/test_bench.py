@@ -23,6 +23,7 @@ from tests.test_twilio_dialer import SPEECH as TONE_SPEECH
 from tests.test_twilio_dialer import Bot, call_bot
 from voice_agent.bench.chart import write_chart
 from voice_agent.bench.cli import bench_app, parse_levels, print_report
+from voice_agent.bench.instant_model import REPLY, instant_model_server
 from voice_agent.bench.latency import (
     BenchError,
     Script,
@@ -35,6 +36,7 @@ from voice_agent.bench.latency import (
     run_local_level,
     spokenwoz_scripts,
     stage_offsets,
+    with_instant_model,
 )
 from voice_agent.bench.machine import machine_info, redact_url
 from voice_agent.telephony.twilio_dialer import DialTurn
@@ -180,6 +182,31 @@ def test_chart_is_a_png(tmp_path):
     assert write_chart([empty], tmp_path / "empty.png").read_bytes()[:8] == PNG_SIGNATURE
     with pytest.raises(ValueError):
         write_chart([], tmp_path / "none.png")
+
+
+def test_the_floor_is_reported_beside_the_real_levels(tmp_path):
+    from rich.console import Console
+
+    floor = {**_level(1, 0.5), "label": "floor (instant model)", "errors": [], "notes": []}
+    floor.update(calls=1, turns=2, failed_calls=0, wall_secs=9.0)
+    real = {**_level(1, 1.0), "errors": [], "notes": []}
+    real.update(calls=1, turns=2, failed_calls=0, wall_secs=12.0)
+    report = {
+        "machine": machine_info(),
+        "settings": {"models": {}, "server": {"models": {"llm": "x"}}, "transport": "twilio"}
+        | {"url": "in-process"},
+        "levels": [real],
+        "floor_levels": [floor],
+    }
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    assert "C=1 p50" in text and "floor C=1 p50" in text and "instant stub" in text
+    # the answer's first audio: the real p50 beside the floor's, on one row
+    row = next(line for line in text.splitlines() if "voice-to-answer" in line)
+    assert "2.30" in row and "1.15" in row
+    path = write_chart([real, floor], tmp_path / "floor.png")
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_machine_info_records_the_hardware():
@@ -332,3 +359,27 @@ async def test_local_transport_measures_a_simulated_call(small_engines, tmp_path
     assert summary["edge"]["first_audio"]["n"] == 1 and summary["edge"]["answer_audio"]["n"] == 1
     assert summary["stages"]["first_audio_out"]["n"] == 1
     assert store.get_call(level.turns[0].call)["transport"] == "simulated"
+
+
+async def test_the_floor_answers_with_the_instant_model(small_engines, tmp_path):
+    """``--floor``: the same loaded models, the language model swapped for the instant stub."""
+    _app, store = agent(small_engines, tmp_path)
+    clip = SPEECH / "telephony" / "spokenwoz_MUL1423_user_turn01.wav"
+    async with instant_model_server() as model_url:
+        floor = with_instant_model(small_engines, model_url)
+        assert floor.stt is small_engines.stt and floor.tts is small_engines.tts
+        assert floor.llm is None and floor.settings.llm_backend == "openai"
+        level = await run_local_level(
+            [Script("one", [clip])],
+            engines=floor,
+            store=store,
+            calls=1,
+            concurrency=1,
+            reply_timeout_secs=60,
+        )
+    summary = level.summary()
+    assert summary["turns"] == 1 and summary["failed_calls"] == 0, summary["errors"]
+    record = store.get_call(level.turns[0].call)
+    answered = [t for t in record["turns"] if t["user_text"]]
+    assert answered and answered[0]["bot_text"].startswith(REPLY.split(".")[0])
+    assert small_engines.settings.llm_backend == "local"  # the real engines are left as they were

@@ -76,6 +76,7 @@ class Engines:
             cpu_threads=settings.stt_cpu_threads,
             language=settings.stt_language,
             beam_size=settings.stt_beam_size,
+            window_padding_secs=settings.stt_window_padding_secs,
         )
         tts = PiperEngine(tts_path, use_cuda=settings.tts_use_cuda)
         tts.remember(ACKNOWLEDGEMENTS)

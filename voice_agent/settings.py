@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         default=5,
         description="beam search width (5: 3-4 WER points better on phone speech than greedy)",
     )
+    stt_window_padding_secs: float | None = Field(
+        default=2.0,
+        description=(
+            "decode first over the caller's audio and this many seconds after it, not Whisper's "
+            "whole 30 s window (a third of the time); a reading that is empty, unsure or repeats "
+            "itself is decoded again over the whole window; null: always the whole window"
+        ),
+    )
     stt_vocabulary: bool = Field(
         default=True,
         description=(

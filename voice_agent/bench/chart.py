@@ -1,6 +1,7 @@
 """Where a turn's time goes: a waterfall of the median stages from the caller's end of speech.
 
-One panel per concurrency level. Each server stage is a bar from where the stage before it ended
+One panel per concurrency level (and per level of the floor, ``bench latency --floor``, whose
+level carries a ``label``). Each server stage is a bar from where the stage before it ended
 (median) to where it ended (median), so the bars stack left to right into the whole turn and the
 widest bar is the stage to work on; a whisker runs from each stage's median to its p95. Under the
 stages, the two edge measures the caller hears (first reply audio, first answer audio) start at 0.
@@ -62,7 +63,8 @@ def write_chart(levels: list[dict[str, Any]], path: Path | str, *, title: str = 
     )
     for ax, level, rows in zip(axes[:, 0], levels, all_rows, strict=True):
         ax.set_title(
-            f"{level['concurrency']} concurrent call(s): {level['calls']} calls, "
+            (f"{level['label']}: " if level.get("label") else "")
+            + f"{level['concurrency']} concurrent call(s): {level['calls']} calls, "
             f"{level['turns']} turns, {len(level.get('errors', []))} errors",
             fontsize=9,
             loc="left",

@@ -99,12 +99,13 @@ def print_report(report: dict[str, Any], console: Console = _out) -> None:
         markup=False,
         highlight=False,
     )
-    levels = report["levels"]
+    columns = [(f"C={lv['concurrency']}", lv) for lv in report["levels"]]
+    columns += [(f"floor C={lv['concurrency']}", lv) for lv in report.get("floor_levels", [])]
+    levels = [level for _, level in columns]
     table = Table(title="turn latency, seconds after the caller stopped speaking")
     table.add_column("stage")
-    for level in levels:
-        c = level["concurrency"]
-        table.add_column(f"C={c} p50", justify="right")
+    for name, _ in columns:
+        table.add_column(f"{name} p50", justify="right")
         table.add_column("p95", justify="right")
         table.add_column("n", justify="right")
     rows = [(label, "edge", key) for key, label in EDGE]
@@ -118,9 +119,11 @@ def print_report(report: dict[str, Any], console: Console = _out) -> None:
             continue  # no turn reached this stage at any level
         table.add_row(label, *cells, end_section=(group == "edge" and key == EDGE[-1][0]))
     console.print(table)
-    for level in levels:
+    if report.get("floor_levels"):
+        console.print("floor: the same calls with the language model replaced by an instant stub")
+    for name, level in columns:
         console.print(
-            f"C={level['concurrency']}: {level['calls']} calls, {level['turns']} turns, "
+            f"{name}: {level['calls']} calls, {level['turns']} turns, "
             f"{level['failed_calls']} failed, {level['wall_secs']}s"
         )
         for error in level["errors"]:
@@ -163,6 +166,13 @@ def latency(
     ] = None,
     out_json: OutJsonOpt = None,
     reply_timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 60.0,
+    floor: Annotated[
+        bool,
+        typer.Option(
+            "--floor",
+            help="Run the calls again with the model replaced by an instant stub: the floor",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Play real caller speech through the server; report p50/p95 per stage and at the edge."""
@@ -186,12 +196,14 @@ def latency(
         turns_per_call=turns,
         audio=files,
         reply_timeout_secs=reply_timeout,
+        floor=floor,
     )
 
     report = _report_or_exit(lambda: asyncio.run(run_bench(settings, bench, progress=_progress)))
     chart_path = chart or settings.data_dir / "bench" / "latency.png"
     title = f"{report['machine']['cpu']} ({report['machine']['cores']} cores), {transport}"
-    report["chart"] = str(write_chart(report["levels"], chart_path, title=title))
+    panels = report["levels"] + report["floor_levels"]
+    report["chart"] = str(write_chart(panels, chart_path, title=title))
     _save(report, out_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))

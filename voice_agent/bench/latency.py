@@ -22,12 +22,19 @@ Transports: ``twilio`` dials the server's ``/twilio/media`` socket exactly as Tw
 (``voice_agent.telephony.twilio_dialer``), against ``--url`` or a server started here in-process;
 ``local`` runs the in-process simulated caller (``voice_agent.telephony.simulated_call``), no
 network at all.
+
+The floor (``--floor``): every level is run again against a second in-process server that shares
+the loaded models but answers with an instant OpenAI-compatible stub
+(``voice_agent.bench.instant_model``) instead of the language model. Its figures, reported beside
+the real ones, are what turn-taking, recognition, synthesis and the transport cost alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import dataclasses
 import re
 import tempfile
 import time
@@ -67,6 +74,7 @@ DEFAULT_SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "data" 
 SEND_LAG_WARN_SECS = 0.25  # a dialer this late on its 20 ms schedule makes its figures suspect
 
 Transport = Literal["twilio", "local"]
+FLOOR_LABEL = "floor (instant model)"
 
 
 class BenchError(Exception):
@@ -529,6 +537,7 @@ class BenchConfig:
     reply_timeout_secs: float = 60.0
     greeting_timeout_secs: float = 30.0
     speech_dir: Path = DEFAULT_SPEECH
+    floor: bool = False  # the calls again with an instant model (voice_agent.bench.instant_model)
 
     def check(self) -> None:
         if self.transport not in ("twilio", "local"):
@@ -539,6 +548,8 @@ class BenchConfig:
             raise BenchError("--concurrency must be one or more numbers >= 1, e.g. 1,2,4")
         if self.transport == "local" and self.url:
             raise BenchError("--url is for --transport twilio (local runs in this process)")
+        if self.floor and self.url:
+            raise BenchError("--floor swaps the model of a server it starts: leave out --url")
 
 
 def load_engines(settings: Settings) -> Any:
@@ -565,6 +576,7 @@ async def run_bench(
         settings = settings.model_copy(update={"max_concurrent_calls": lines})
     server: dict[str, Any] = {}
     levels: list[LevelRun] = []
+    floor: list[LevelRun] = []
     async with contextlib.AsyncExitStack() as stack:
         url = config.url
         engines = None
@@ -576,35 +588,25 @@ async def run_bench(
             server = {"models": engines.model_names, "in_process": True}
             if config.transport == "twilio":
                 url = await stack.enter_async_context(in_process_server(settings, engines))
-        store = None
-        if config.transport == "local":
-            from voice_agent.storage import CallStore
+        levels = await _run_levels(
+            config, scripts, url, engines, database_url, progress, settings.twilio_token
+        )
+    if config.floor:
+        assert engines is not None  # --floor starts its own server
+        async with contextlib.AsyncExitStack() as stack:
+            from voice_agent.bench.instant_model import instant_model_server
 
-            store = CallStore(database_url)
-        for concurrency in config.concurrency:
-            progress(f"concurrency {concurrency}: {config.calls} calls...")
+            model_url = await stack.enter_async_context(instant_model_server())
+            floor_engines = with_instant_model(engines, model_url)
+            url = None
             if config.transport == "twilio":
-                assert url is not None  # given, or the in-process server's
-                level = await run_twilio_level(
-                    url,
-                    scripts,
-                    calls=config.calls,
-                    concurrency=concurrency,
-                    database_url=database_url,
-                    reply_timeout_secs=config.reply_timeout_secs,
-                    greeting_timeout_secs=config.greeting_timeout_secs,
-                    auth_token=settings.twilio_token,
+                url = await stack.enter_async_context(
+                    in_process_server(floor_engines.settings, floor_engines)
                 )
-            else:
-                level = await run_local_level(
-                    scripts,
-                    engines=engines,
-                    store=store,
-                    calls=config.calls,
-                    concurrency=concurrency,
-                    reply_timeout_secs=config.reply_timeout_secs,
-                )
-            levels.append(level)
+            progress("the floor: the same calls, the model replaced by an instant stub...")
+            floor = await _run_levels(
+                config, scripts, url, floor_engines, database_url, progress, settings.twilio_token
+            )
     return {
         "machine": machine_info(),
         "settings": {
@@ -619,4 +621,65 @@ async def run_bench(
             "server": server,
         },
         "levels": [lv.summary() for lv in levels],
+        "floor_levels": [{**lv.summary(), "label": FLOOR_LABEL} for lv in floor],
     }
+
+
+async def _run_levels(
+    config: BenchConfig,
+    scripts: list[Script],
+    url: str | None,
+    engines: Any,
+    database_url: str,
+    progress: Callable[[str], None],
+    auth_token: str | None,
+) -> list[LevelRun]:
+    """Every concurrency level of ``config`` in turn, against ``url`` (twilio) or ``engines``."""
+    store = None
+    if config.transport == "local":
+        from voice_agent.storage import CallStore
+
+        store = CallStore(database_url)
+    levels = []
+    for concurrency in config.concurrency:
+        progress(f"concurrency {concurrency}: {config.calls} calls...")
+        if config.transport == "twilio":
+            assert url is not None  # given, or the in-process server's
+            level = await run_twilio_level(
+                url,
+                scripts,
+                calls=config.calls,
+                concurrency=concurrency,
+                database_url=database_url,
+                reply_timeout_secs=config.reply_timeout_secs,
+                greeting_timeout_secs=config.greeting_timeout_secs,
+                auth_token=auth_token,
+            )
+        else:
+            level = await run_local_level(
+                scripts,
+                engines=engines,
+                store=store,
+                calls=config.calls,
+                concurrency=concurrency,
+                reply_timeout_secs=config.reply_timeout_secs,
+            )
+        levels.append(level)
+    return levels
+
+
+def with_instant_model(engines: Any, model_url: str) -> Any:
+    """``engines`` sharing every loaded model, but answering with the instant stub at
+    ``model_url``: the language model (and triage's model fallback, when on) is taken out."""
+    settings = engines.settings.model_copy(
+        update={"llm_backend": "openai", "llm_base_url": model_url, "llm_model": "instant"}
+    )
+    triage = engines.triage
+    if triage is not None and triage.has_llm:
+        triage = copy.copy(triage)
+        triage.llm_engine = None
+        triage.openai_base_url = None
+    names = {**engines.model_names, "llm": f"instant stub ({model_url})"}
+    return dataclasses.replace(
+        engines, settings=settings, llm=None, triage=triage, model_names=names
+    )

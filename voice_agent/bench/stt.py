@@ -45,6 +45,7 @@ VARIANT_KEYS = {
     "answers": str,
     "noise": float,
     "model": str,
+    "window": str,
 }
 TICKETS_PER_VOICE = 2
 
@@ -209,7 +210,22 @@ def parse_variant(text: str) -> dict[str, Any]:
     for key in ("vocabulary", "context", "answers"):
         if out.get(key, "on") not in ("on", "off"):
             raise BenchError(f"variant {text!r}: {key} is on or off")
+    if "window" in out:
+        out["window"] = _window_padding(text, out["window"])
     return out
+
+
+def _window_padding(variant: str, value: str) -> float | None:
+    """``window=full`` -> None (the whole 30 s window); ``window=1.5`` -> 1.5 s after the audio."""
+    if value == "full":
+        return None
+    try:
+        secs = float(value)
+    except ValueError:
+        secs = -1.0
+    if secs < 0:
+        raise BenchError(f"variant {variant!r}: window is full or seconds after the audio (>= 0)")
+    return secs
 
 
 def decode_all(
@@ -284,6 +300,7 @@ def run_stt_bench(
             )
         engine = engines[model]
         engine.beam_size = variant.get("beam", settings.stt_beam_size)
+        engine.window_padding_secs = variant.get("window", settings.stt_window_padding_secs)
         # noise=0 (or any value >= 0) turns the noise floor off; noise=-60 sets it
         noise = variant.get("noise", settings.audio_noise_floor_dbfs)
         noise = noise if noise is not None and noise < 0 else None
@@ -308,6 +325,7 @@ def run_stt_bench(
                 "variant": text or "default",
                 "model": model,
                 "beam": engine.beam_size,
+                "window_padding_secs": engine.window_padding_secs,
                 "vocabulary": bool(engine.vocabulary),
                 "context": context,
                 "answers": answers,

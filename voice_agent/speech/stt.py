@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from faster_whisper import WhisperModel
 from loguru import logger
 from pipecat.frames.frames import (
     ErrorFrame,
@@ -117,6 +118,87 @@ def collapse_repetitions(text: str, max_repeats: int = 3) -> str:
     return " ".join(words)
 
 
+FRAMES_PER_SEC = 100  # Whisper's log-mel frames: one every 10 ms
+FULL_WINDOW_FRAMES = 3000  # the 30 s window Whisper was trained on
+
+
+def window_frames(samples: int, padding_secs: float | None) -> int | None:
+    """How many log-mel frames of the 30 s window to encode for ``samples`` of 16 kHz audio:
+    the audio and ``padding_secs`` after it, rounded up to whole seconds; None (the whole window)
+    when ``padding_secs`` is None or the audio fills the window anyway."""
+    if padding_secs is None:
+        return None
+    secs = samples / STT_SAMPLE_RATE + padding_secs
+    frames = int(np.ceil(secs)) * FRAMES_PER_SEC
+    return frames if frames < FULL_WINDOW_FRAMES else None
+
+
+class _WindowedWhisperModel(WhisperModel):
+    """faster-whisper's model, encoding only the first ``window_frames`` of each 30 s window.
+
+    faster-whisper pads every window to 30 s and the encoder's cost grows with its length
+    squared: on a 2-core CPU whisper-base takes ~0.7 s for the full window and ~0.1 s for 10 s,
+    while a phone turn lasts 2-8 s. The padding past the audio is silence in the features, so
+    the decoder loses nothing it used (whisper.cpp's ``audio_ctx`` does the same)."""
+
+    window_frames: int | None = None
+
+    def encode(self, features: np.ndarray):  # noqa: ANN201 - ctranslate2.StorageView
+        if self.window_frames is not None and features.shape[-1] > self.window_frames:
+            features = features[..., : self.window_frames]
+        return super().encode(features)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+MIN_REPEATED_WORDS = 3
+SAME_SENTENCE_RATIO = 0.8  # difflib's word-level similarity of a sentence and its repeat
+
+
+def drop_repeated_sentences(text: str) -> str:
+    """Cut sentences that repeat the ones just before them ("And then the train ID. And then
+    the train ID."): Whisper's loop when the window ends soon after the speech (it decodes the
+    audio again rather than end the text). Saying the same sentence twice in a row adds no
+    meaning, so the repeat is dropped whether the caller or the decoder made it. A repeat needs
+    ``MIN_REPEATED_WORDS`` words (two of them longer than a letter): spelled letters and digits
+    ("B. I. L. L.", "0. 0.") and a single "No. No." are left as said."""
+    sentences = _SENTENCE_END.split(text.strip())
+    changed = True
+    while changed:
+        changed = False
+        for k in range(1, len(sentences) // 2 + 1):
+            last = [_bare(w) for s in sentences[-k:] for w in s.split()]
+            if len(last) < MIN_REPEATED_WORDS or sum(len(w) > 1 for w in last) < 2:
+                continue
+            before = [_bare(w) for s in sentences[-2 * k : -k] for w in s.split()]
+            similar = difflib.SequenceMatcher(a=before, b=last, autojunk=False).ratio()
+            if similar >= SAME_SENTENCE_RATIO:
+                sentences = sentences[:-k]
+                changed = True
+                break
+    return " ".join(sentences)
+
+
+DOUBTFUL_LOGPROB = -0.5
+
+
+def doubtful(text: str, avg_logprob: float | None, dropped: int = 0) -> bool:
+    """Whether a short-window reading needs the whole window: it has no words or lost a segment
+    to the guards (the short window heard "It's Karen Walsh." as no speech), Whisper was unsure
+    of it, or it says a word or a run of words twice in a row (the short window's failure: "No
+    thanks. No thanks.", "6187 6187"; single letters and digits read out may repeat)."""
+    if not _WORD_RE.search(text) or dropped:
+        return True
+    if avg_logprob is not None and avg_logprob < DOUBTFUL_LOGPROB:
+        return True
+    words = [_bare(w) for w in text.split()]
+    for n in range(1, len(words) // 2 + 1):
+        for i in range(len(words) - 2 * n + 1):
+            run = words[i : i + n]
+            if run == words[i + n : i + 2 * n] and any(len(w) > 1 for w in run):
+                return True
+    return False
+
+
 class WhisperEngine:
     """A faster-whisper model loaded once and shared by every call in the process."""
 
@@ -130,17 +212,18 @@ class WhisperEngine:
         language: str = "en",
         beam_size: int = 1,
         vocabulary: str = "",
+        window_padding_secs: float | None = None,
     ) -> None:
-        from faster_whisper import WhisperModel
-
         self.model_dir = Path(model_dir)
         self.language = language
         self.beam_size = beam_size
+        # seconds encoded after the audio's end; None: Whisper's whole 30 s window
+        self.window_padding_secs = window_padding_secs
         # words this deployment expects (runbook titles and tags, the taxonomy): Whisper is
         # told them as earlier text of the conversation, so "VPN" beats "maybe hand"
         self.vocabulary = vocabulary
         started = time.perf_counter()
-        self._model = WhisperModel(
+        self._model = _WindowedWhisperModel(
             str(self.model_dir),
             device=device,
             compute_type=compute_type,
@@ -200,7 +283,7 @@ class WhisperEngine:
         text = decoded.text
         if heard_before:
             text = _after_prefix(text, heard_before)
-        text = collapse_repetitions(text)
+        text = drop_repeated_sentences(collapse_repetitions(text))
         if not _WORD_RE.search(text):
             text = ""
         return Transcript(
@@ -214,13 +297,25 @@ class WhisperEngine:
         )
 
     def _decode_free(self, audio: np.ndarray, prefix: str, prompt: str | None) -> _Decoded:
-        decoded = self._decode(audio, prefix, prompt)
+        decoded = self._decode_short_first(audio, prefix, prompt)
         if prompt and echoes_prompt(decoded.text, prompt):
             # on audio it cannot make out, Whisper may write its prompt back ("Could you spell
             # it for me, letter by letter?" heard as the caller's answer): decode it unprompted
             logger.debug(f"STT echoed its prompt ({decoded.text!r}): decoding without it")
             decoded = self._decode(audio, prefix, None)
         return decoded
+
+    def _decode_short_first(self, audio: np.ndarray, prefix: str, prompt: str | None) -> _Decoded:
+        """The audio decoded over the short window (``window_padding_secs``), then over the whole
+        30 s window when that reading is doubtful: it repeats itself, or Whisper was unsure."""
+        frames = window_frames(len(audio), self.window_padding_secs)
+        if frames is None:
+            return self._decode(audio, prefix, prompt)
+        quick = self._decode(audio, prefix, prompt, frames=frames)
+        if not doubtful(quick.text, quick.avg_logprob, quick.dropped):
+            return quick
+        logger.debug(f"STT short-window reading doubtful ({quick.text!r}): the whole window")
+        return self._decode(audio, prefix, prompt)
 
     def _decode_shaped(
         self, audio: np.ndarray, prompt: str | None, expecting: Expected
@@ -239,9 +334,16 @@ class WhisperEngine:
         return decoded
 
     def _decode(
-        self, audio: np.ndarray, prefix: str, prompt: str | None, suppress: list[int] | None = None
+        self,
+        audio: np.ndarray,
+        prefix: str,
+        prompt: str | None,
+        suppress: list[int] | None = None,
+        frames: int | None = None,
     ) -> _Decoded:
+        """One decode; ``frames``: encode only that many of the window (None: all 30 s)."""
         with self._lock:
+            self._model.window_frames = frames
             segments, _info = self._model.transcribe(
                 audio,
                 language=self.language,
