@@ -1,8 +1,10 @@
 """Speech-to-text: one faster-whisper model per process, a pipecat STT service per call.
 
 The whole decode (``transcribe`` plus iterating its lazy segment generator) finishes inside a
-worker thread, so a long utterance never blocks the event loop. Decoding is greedy at
-``temperature=0`` with the language fixed, and guarded against Whisper's failure modes: segments
+worker thread, so a long utterance never blocks the event loop. Decoding is a beam search at
+``temperature=0`` with the language fixed, first over a short window (the audio and
+``window_padding_secs`` after it: a third of the time of Whisper's 30 s window), again over the
+whole window when that reading is doubtful, and guarded against Whisper's failure modes: segments
 that are probably not speech, repetition loops, and runaway token counts.
 """
 
@@ -136,10 +138,12 @@ def window_frames(samples: int, padding_secs: float | None) -> int | None:
 class _WindowedWhisperModel(WhisperModel):
     """faster-whisper's model, encoding only the first ``window_frames`` of each 30 s window.
 
-    faster-whisper pads every window to 30 s and the encoder's cost grows with its length
-    squared: on a 2-core CPU whisper-base takes ~0.7 s for the full window and ~0.1 s for 10 s,
-    while a phone turn lasts 2-8 s. The padding past the audio is silence in the features, so
-    the decoder loses nothing it used (whisper.cpp's ``audio_ctx`` does the same)."""
+    faster-whisper pads every window to 30 s, and the encoder's cost grows faster than its
+    length: on a 2-core CPU whisper-base encodes the full window in ~0.7 s and 10 s in ~0.1 s,
+    while a phone turn lasts 2-8 s (whisper.cpp's ``audio_ctx`` does the same). Whisper was
+    trained on full windows: over a short one it now and then reads the audio twice ("And then
+    the train ID. And then the train ID.") or hears a name as no speech, which is why
+    ``WhisperEngine`` decodes such a reading again over the whole window (``doubtful``)."""
 
     window_frames: int | None = None
 
@@ -307,9 +311,12 @@ class WhisperEngine:
 
     def _decode_short_first(self, audio: np.ndarray, prefix: str, prompt: str | None) -> _Decoded:
         """The audio decoded over the short window (``window_padding_secs``), then over the whole
-        30 s window when that reading is doubtful: it repeats itself, or Whisper was unsure."""
+        30 s window when that reading is doubtful: it repeats itself, or Whisper was unsure. A
+        decode forced to start with words already heard (``prefix``) reads the whole window at
+        once: over the short one, forced, it was sure of the very fragment errors the left
+        context is there to fix ("about the mess diner source" for "about them as dinosaurs")."""
         frames = window_frames(len(audio), self.window_padding_secs)
-        if frames is None:
+        if frames is None or prefix:
             return self._decode(audio, prefix, prompt)
         quick = self._decode(audio, prefix, prompt, frames=frames)
         if not doubtful(quick.text, quick.avg_logprob, quick.dropped):
