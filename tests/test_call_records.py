@@ -10,6 +10,7 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
     TTSAudioRawFrame,
     TTSStartedFrame,
+    UserBackchannelFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -20,15 +21,15 @@ from voice_agent.call.turn_recorder import TurnRecorder
 from voice_agent.records import TurnRecord
 
 
-def recording():
-    """A recorder, the turns it stores, and a way to push frames to it (0.1 s apart unless
-    told otherwise)."""
+def recording(defer_overlaps: bool = True):
+    """A recorder as calls have it (speech over the agent held until it interrupts), the turns
+    it stores, and a way to push frames to it (0.1 s apart unless told otherwise)."""
     stored: list[TurnRecord] = []
 
     async def sink(turn: TurnRecord) -> None:
         stored.append(turn)
 
-    recorder = TurnRecorder(sink, vad_stop_secs=0.2)
+    recorder = TurnRecorder(sink, vad_stop_secs=0.2, defer_overlaps=defer_overlaps)
     here, there = FrameProcessor(), FrameProcessor()
     clock = 0
 
@@ -166,3 +167,65 @@ async def test_a_holding_phrase_cut_off_leaves_the_next_answer_recorded():
     st = turn.stages
     assert turn.bot_text.endswith("Let's try a hard restart.")
     assert st["answer_audio_out"] > st["stt_done"]  # when the answer began, not the dropped hold
+
+
+async def _answered(push) -> None:
+    """The caller's first turn, and the agent's answer now playing."""
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("My laptop will not connect to the VPN.", "caller", "now"))
+    await push(LLMFullResponseStartFrame())
+    await push(LLMTextFrame("Open the VPN app, then choose Settings and check the server name."))
+    await push(LLMFullResponseEndFrame())
+    await push(BotStartedSpeakingFrame())
+
+
+async def test_a_backchannel_over_the_agent_leaves_its_turn_whole():
+    recorder, stored, push = recording()
+    await _answered(push)
+    await push(VADUserStartedSpeakingFrame(), after_secs=1.0)  # "mm-hm" over the step
+    await push(VADUserStoppedSpeakingFrame(), after_secs=0.6)
+    await push(UserBackchannelFrame("Mm-hmm.", "caller", "now"), after_secs=0.5)
+    await push(BotStoppedSpeakingFrame(), after_secs=2.0)  # the step was read to the end
+    await recorder.flush()
+
+    (turn,) = stored
+    assert not turn.interrupted
+    assert turn.user_text == "My laptop will not connect to the VPN."
+    assert turn.stages["bot_done"] - turn.stages["answer_audio_out"] > 3.0
+    assert recorder.backchannels == 1
+
+
+async def test_words_over_the_agent_become_the_callers_turn_when_they_interrupt():
+    recorder, stored, push = recording()
+    await _answered(push)
+    await push(VADUserStartedSpeakingFrame(), after_secs=1.0)  # "wait, stop"
+    await push(VADUserStoppedSpeakingFrame(), after_secs=0.5)
+    await push(TranscriptionFrame("Wait, stop.", "caller", "now"), after_secs=0.6)
+    await push(InterruptionFrame())  # the transcript started the caller's turn
+    await push(BotStoppedSpeakingFrame())
+    await recorder.flush()
+
+    first, second = stored
+    assert first.interrupted and first.stages["bot_done"] > second.stages["stt_done"]
+    assert second.user_text == "Wait, stop."
+    st = second.stages
+    assert st["speech_start"] < st["speech_end"] < st["stt_done"] < first.stages["bot_done"]
+    assert round(st["speech_end"] - st["speech_start"], 2) == 0.3  # VAD stop minus its delay
+
+
+async def test_long_speech_over_the_agent_interrupts_it_while_the_caller_talks():
+    recorder, stored, push = recording()
+    await _answered(push)
+    await push(VADUserStartedSpeakingFrame(), after_secs=1.0)
+    await push(InterruptionFrame(), after_secs=1.0)  # a second of speech: the turn is theirs
+    await push(BotStoppedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame(), after_secs=2.0)
+    await push(TranscriptionFrame("No, I don't have a VPN app at all.", "caller", "now"))
+    await recorder.flush()
+
+    first, second = stored
+    assert first.interrupted
+    assert second.user_text == "No, I don't have a VPN app at all."
+    st = second.stages
+    assert st["speech_start"] < first.stages["bot_done"] < st["speech_end"] < st["stt_done"]

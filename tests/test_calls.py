@@ -370,3 +370,42 @@ async def test_a_call_that_cannot_be_set_up_is_recorded_as_failed(small_engines,
     call = store.get_call_by_external_id("CA-setup-fails")
     assert call["status"] == "failed" and "VOICE_AGENT_LLM_BASE_URL" in call["error"]
     assert call["ended_at"] is not None
+
+
+async def _over_the_greeting(engines, tmp_path, said_over_it: str) -> tuple[dict, dict]:
+    """The caller says something (espeak-ng, over the phone band) 1 s into the greeting, then
+    states their problem once the agent is quiet: (the simulated call's report, its record)."""
+    store = CallStore(engines.settings.resolved_database_url)
+    over = write_wav(
+        tmp_path / "caller" / "over.wav", CallerVoice("en-us+f3").say(said_over_it), 8000
+    )
+    report = await simulate_call(
+        [over, CLIPS[0]], engines=engines, store=store, out_dir=tmp_path / "out",
+        barge_in_after_secs={1: 1.0},
+    )  # fmt: skip
+    return report, store.get_call(report["call_id"])
+
+
+async def test_a_backchannel_over_the_agent_does_not_cut_it_off(small_engines, tmp_path):
+    full = len(prompts.greeting(small_engines.settings.company_name).split())
+    report, call = await _over_the_greeting(small_engines, tmp_path, "Mm-hmm.")
+    greeting = call["turns"][0]
+    assert greeting["kind"] == "greeting" and not greeting["interrupted"]
+    assert len(greeting["bot_text"].split()) == full
+    # the greeting played on to the end: what the caller heard after the "mm-hm" is its rest
+    heard = report["greeting"]["audio_secs"] + report["turns"][0]["reply_audio_secs"]
+    assert heard > 4.0, report
+    assert not any("mm" in (t["user_text"] or "").lower() for t in call["turns"]), call["turns"]
+    problem = [t for t in call["turns"] if t["user_text"]]
+    assert problem and "country" in problem[0]["user_text"].lower() and problem[0]["bot_text"]
+
+
+async def test_a_word_over_the_agent_cuts_it_off(small_engines, tmp_path):
+    report, call = await _over_the_greeting(small_engines, tmp_path, "No, wait.")
+    greeting = call["turns"][0]
+    assert greeting["kind"] == "greeting" and greeting["interrupted"], call["turns"]
+    took = call["turns"][1]
+    assert "wait" in took["user_text"].lower(), call["turns"]
+    st = took["stages"]
+    # cut off once the words were heard: within about a second of the end of "no, wait"
+    assert greeting["stages"]["bot_done"] - st["speech_end"] < 2.5, (st, greeting["stages"])

@@ -167,6 +167,14 @@ class Settings(BaseSettings):
         default=True,
         description='say "Okay." as soon as the caller has finished, before the answer is ready',
     )
+    barge_in_min_speech_secs: float = Field(
+        default=1.0,
+        description=(
+            "while the agent speaks, the caller's speech cuts it off once it has lasted this "
+            "long; shorter speech cuts it off only when its words are not a backchannel "
+            '("mm-hm", "okay", "yeah"), which are let pass; 0: any speech cuts in at once'
+        ),
+    )
     user_idle_secs: float = 10.0
 
     # Telephony (Twilio). Without credentials the media socket still works (calls can be

@@ -37,6 +37,7 @@ from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_stop import BaseUserTurnStopStrategy, SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 
+from voice_agent.call.barge_in import turn_start_strategies
 from voice_agent.call.turn_end import SentenceEndTurnStop
 from voice_agent.engines import Engines, SharedSmartTurn
 from voice_agent.llm.model_servers import ModelServerPool, endpoints
@@ -206,7 +207,8 @@ def make_context_aggregators(
     on_turn_complete: Callable[[], Awaitable[None]] | None = None,
 ) -> LLMContextAggregatorPair:
     """User turn-taking: Silero VAD for speech, smart-turn v3 and the transcript's sentence end
-    for end of turn (``voice_agent.call.turn_end``), barge-in on.
+    for end of turn (``voice_agent.call.turn_end``), barge-in on, backchannels over the agent
+    let pass (``voice_agent.call.barge_in``).
 
     ``on_turn_complete`` runs as soon as smart-turn judges the caller finished, before the
     transcript is ready (the acknowledgement hooks in here)."""
@@ -236,7 +238,9 @@ def make_context_aggregators(
         context,
         user_params=LLMUserAggregatorParams(
             vad_analyzer=vad,
-            user_turn_strategies=UserTurnStrategies(stop=stop),
+            user_turn_strategies=UserTurnStrategies(
+                start=turn_start_strategies(settings.barge_in_min_speech_secs), stop=stop
+            ),
             user_idle_timeout=settings.user_idle_secs,
             empty_user_turn=None,  # the STT service answers unrecognised speech itself
         ),

@@ -103,6 +103,7 @@ class Call:
             self._persist_turn,
             vad_stop_secs=settings.vad_stop_secs,
             wait_for_playback_marks=wait_for_playback_marks,
+            defer_overlaps=settings.barge_in_min_speech_secs > 0,
         )
         self._context = LLMContext()
         self._heard = TurnConfidence()
@@ -116,6 +117,7 @@ class Call:
             # and to "What's the ticket number?" under the ticket-number grammar
             expecting=self.expected_answer if settings.stt_answer_grammars else None,
             noise_floor_dbfs=settings.audio_noise_floor_dbfs,
+            backchannels=settings.barge_in_min_speech_secs > 0,
         )
         llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), self._note)
         self._acknowledger = Acknowledger(self._speak_acknowledgement)

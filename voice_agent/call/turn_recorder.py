@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from loguru import logger
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -40,6 +42,7 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
     TTSAudioRawFrame,
     TTSStartedFrame,
+    UserBackchannelFrame,
     UserStoppedSpeakingFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
@@ -83,6 +86,17 @@ class TurnPhase(Enum):
     ANSWERING = "answering"  # the answer is decided (flow words, the model, a fallback)
 
 
+@dataclass
+class Overlap:
+    """Caller speech over the agent that has not (yet) taken the turn: it becomes the caller's
+    turn when it interrupts the agent, and is forgotten when it was a backchannel."""
+
+    started_at: float
+    ended_at: float | None = None
+    text: str = ""
+    stt_done: float | None = None
+
+
 class TurnRecorder(BaseObserver):
     """Observes a call's pipeline and emits one :class:`TurnRecord` per turn to ``sink``.
 
@@ -93,15 +107,27 @@ class TurnRecorder(BaseObserver):
     ``interrupted``). Each kind of frame is one method (``_on_<frame>``); what they share is the
     open turn, its :class:`TurnPhase`, and three facts about the call: whether the model is
     generating, whether the bot is speaking, and which turn was acknowledged.
+
+    With ``defer_overlaps`` (speech over the agent interrupts it only past a length or for its
+    words: ``voice_agent.call.barge_in``), the caller's speech over the agent is held as an
+    :class:`Overlap` until the interruption comes, and dropped if it was a backchannel.
     """
 
     def __init__(
-        self, sink: TurnSink, *, vad_stop_secs: float, wait_for_playback_marks: bool = False
+        self,
+        sink: TurnSink,
+        *,
+        vad_stop_secs: float,
+        wait_for_playback_marks: bool = False,
+        defer_overlaps: bool = False,
     ) -> None:
         super().__init__()
         self._wait_for_marks = wait_for_playback_marks
         self._sink = sink
         self._vad_stop_secs = vad_stop_secs
+        self._defer_overlaps = defer_overlaps
+        self._overlap: Overlap | None = None
+        self.backchannels = 0  # backchannels the caller said over the agent
         self._seen = SeenFrames()
         self._clock_offset: float | None = None
         self._turn: TurnRecord | None = None
@@ -129,6 +155,7 @@ class TurnRecorder(BaseObserver):
             BotStartedSpeakingFrame: self._on_bot_started,
             BotStoppedSpeakingFrame: self._on_bot_stopped,
             InterruptionFrame: self._on_interruption,
+            UserBackchannelFrame: self._on_backchannel,
             ErrorFrame: self._on_error,
             MetricsFrame: self._on_metrics,
         }
@@ -268,6 +295,21 @@ class TurnRecorder(BaseObserver):
 
     async def _on_caller_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self._caller_speaking = True
+        self._overlap = None
+        going_on = (
+            turn is not None
+            and turn.kind == TurnKind.REPLY
+            and "answer_audio_out" not in turn.stages
+            and "speech_start" in turn.stages
+        )
+        if self._defer_overlaps and self._bot_speaking and not going_on:
+            self._overlap = Overlap(started_at=at)  # the turn is the caller's once it interrupts
+            return
+        await self._caller_takes_turn(turn, speech_start=at, agent_stopped=at)
+
+    async def _caller_takes_turn(
+        self, turn: TurnRecord | None, *, speech_start: float, agent_stopped: float
+    ) -> TurnRecord:
         if (
             turn is not None
             and turn.kind == TurnKind.REPLY
@@ -281,7 +323,7 @@ class TurnRecorder(BaseObserver):
         elif turn is not None and (self._bot_speaking or "answer_audio_out" in turn.stages):
             if self._bot_speaking:
                 turn.interrupted = True
-            turn.mark("bot_done", at)
+            turn.mark("bot_done", agent_stopped)
             await self._close()
             turn = None
         if turn is None:
@@ -289,13 +331,17 @@ class TurnRecorder(BaseObserver):
         elif turn.kind == TurnKind.REPLY:
             turn.discard_unheard_reply()
             self._phase = TurnPhase.LISTENING
-        turn.mark("speech_start", at)
+        turn.mark("speech_start", speech_start)
+        return turn
 
     async def _on_caller_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self._caller_speaking = False
+        end = at - self._vad_stop_secs
+        if self._overlap is not None:
+            self._overlap.ended_at = end
+            return
         if turn is None:
             return
-        end = at - self._vad_stop_secs
         turn.mark("speech_end", end, overwrite=True)
         if "answer_audio_out" not in turn.stages and turn.stages.get("first_audio_out", end) < end:
             # an acknowledgement the caller talked over (it began playing only after they went
@@ -303,6 +349,10 @@ class TurnRecorder(BaseObserver):
             turn.stages.pop("first_audio_out")
 
     async def _on_transcript(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        if self._overlap is not None:  # words over the agent: they interrupt it next
+            self._overlap.text = (self._overlap.text + " " + frame.text).strip()
+            self._overlap.stt_done = at
+            return
         turn = turn or self._open(TurnKind.REPLY)
         turn.user_text = (turn.user_text + " " + frame.text).strip()
         turn.mark("stt_done", at, overwrite=True)
@@ -362,10 +412,25 @@ class TurnRecorder(BaseObserver):
         await self._maybe_close()
 
     async def _on_interruption(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
-        if turn is not None and self._bot_speaking:
+        overlap, self._overlap = self._overlap, None
+        if overlap is not None:  # the caller's speech over the agent took the turn
+            turn = await self._caller_takes_turn(
+                turn, speech_start=overlap.started_at, agent_stopped=at
+            )
+            if overlap.ended_at is not None and not self._caller_speaking:
+                turn.mark("speech_end", overlap.ended_at, overwrite=True)
+            if overlap.text:
+                turn.user_text = (turn.user_text + " " + overlap.text).strip()
+                turn.mark("stt_done", overlap.stt_done or at, overwrite=True)
+        elif turn is not None and self._bot_speaking:
             turn.interrupted = True
         # a holding phrase cut off (or dropped before it played): what plays next is no hold
         self._holding = self._answer_during_hold = False
+
+    async def _on_backchannel(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        logger.info(f"the caller said {frame.text!r} over the agent; it goes on")
+        self._overlap = None
+        self.backchannels += 1
 
     async def _on_error(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self.note_error(error_code(frame))

@@ -23,9 +23,12 @@ import numpy as np
 from faster_whisper import WhisperModel
 from loguru import logger
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     ErrorFrame,
     Frame,
     TranscriptionFrame,
+    UserBackchannelFrame,
     UserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
@@ -45,6 +48,7 @@ from voice_agent.speech.answer_grammar import (
 )
 from voice_agent.speech.audio import int16_bytes_to_float
 from voice_agent.speech.auto_gain import noise_floor
+from voice_agent.speech.backchannel import is_backchannel
 
 STT_SAMPLE_RATE = 16000
 _MAX_TOKENS_PER_WINDOW = 200  # a 30 s window of fast speech is ~150 tokens
@@ -503,6 +507,12 @@ class WhisperSTTService(SegmentedSTTService):
 
     When a whole user turn decodes to nothing (noise, a cough, garbled audio), no transcript is
     pushed and ``on_empty_transcript`` decides what the caller hears.
+
+    With ``backchannels``, speech that began while the agent was talking and decodes, while it
+    still talks, to a backchannel ("mm-hm", "okay": :mod:`voice_agent.speech.backchannel`) or to
+    nothing (a cough) is not a turn: a ``UserBackchannelFrame`` is pushed instead of a
+    transcript (pipecat's frame for it: the agent keeps talking, the words stay out of the
+    model's context), and nothing is said about the cough.
     """
 
     def __init__(
@@ -517,6 +527,7 @@ class WhisperSTTService(SegmentedSTTService):
         max_unpushed_secs: float = 10.0,
         context_secs: float = 3.0,
         max_context_secs: float = 8.0,
+        backchannels: bool = False,
         **kwargs,
     ) -> None:
         # The turn detector waits this long after speech for the final transcript before it
@@ -545,6 +556,9 @@ class WhisperSTTService(SegmentedSTTService):
         self._context_text = ""
         self._context_at = 0.0
         self._piece_started_at = 0.0  # when the caller began the speech not yet decoded
+        self._backchannels = backchannels
+        self._bot_speaking = False
+        self._piece_over_agent = False  # the speech not yet decoded began while the agent spoke
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -566,12 +580,27 @@ class WhisperSTTService(SegmentedSTTService):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, UserStartedSpeakingFrame):
             self._turn_has_text = False
+            self._piece_over_agent = False  # the caller has the turn: their words are a turn
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self._bot_speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._bot_speaking = False
         await super().process_frame(frame, direction)
 
     async def _handle_user_started_speaking(self, frame) -> None:
         if not self._unpushed:
             self._piece_started_at = time.monotonic()
+            self._piece_over_agent = self._bot_speaking
         await super()._handle_user_started_speaking(frame)
+
+    def _heard_as_backchannel(self, text: str) -> bool:
+        """Speech over the agent that, with the agent still talking, says nothing to act on."""
+        return (
+            self._backchannels
+            and self._piece_over_agent
+            and self._bot_speaking
+            and (not text or is_backchannel(text))
+        )
 
     async def _handle_user_stopped_speaking(self, frame) -> None:
         self._user_speaking = False
@@ -636,6 +665,12 @@ class WhisperSTTService(SegmentedSTTService):
         if self._more_speech_pending() and len(self._unpushed) < self._max_unpushed_bytes:
             return  # the caller went on talking: this decode is already stale
         del self._unpushed[:taken]
+        if self._heard_as_backchannel(result.text):
+            logger.info(f"backchannel over the agent: {result.text or '(no words)'!r}")
+            self._piece_over_agent = False
+            if result.text:
+                yield UserBackchannelFrame(result.text, self._user_id, time_now_iso8601())
+            return
         if not result.text:
             if not self._turn_has_text and self._on_empty_transcript is not None:
                 await self._on_empty_transcript(result)

@@ -1,0 +1,117 @@
+"""Turn-taking over the agent's speech: backchannels let pass, interruptions taken (no models)."""
+
+import pytest
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    InputAudioRawFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.turns.types import ProcessFrameResult
+from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
+
+from voice_agent.call.barge_in import OverlapTolerantTurnStart, turn_start_strategies
+from voice_agent.speech.backchannel import is_backchannel
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Mm-hmm.", "Mhm", "MNM.", "Uh-huh.", "Okay.", "OK, got it.", "Yeah.", "Yes, I see.", "Hmm."],
+)
+def test_acknowledgements_are_backchannels(text):
+    assert is_backchannel(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "...",
+        "No.",
+        "Wait.",
+        "Stop.",
+        "Hold on.",
+        "Okay, but it says access denied.",
+        "Yeah, yeah, okay, right.",
+    ],  # fmt: skip
+)
+def test_words_that_take_the_turn_are_not(text):
+    assert not is_backchannel(text)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def strategy():
+    clock = Clock()
+    started: list[float] = []
+    start = OverlapTolerantTurnStart(min_speech_secs=1.0, clock=clock)
+
+    async def on_started(_strategy, _params) -> None:
+        started.append(clock.now)
+
+    start.add_event_handler("on_user_turn_started", on_started)
+    return start, clock, started
+
+
+AUDIO = InputAudioRawFrame(audio=b"\0\0" * 160, sample_rate=8000, num_channels=1)
+
+
+async def test_speech_while_the_agent_is_silent_starts_the_turn_at_once():
+    start, clock, started = strategy()
+    assert await start.process_frame(VADUserStartedSpeakingFrame()) == ProcessFrameResult.STOP
+    assert started == [100.0]
+
+
+async def test_short_speech_over_the_agent_does_not_start_the_turn():
+    start, clock, started = strategy()
+    await start.process_frame(BotStartedSpeakingFrame())
+    await start.process_frame(VADUserStartedSpeakingFrame())
+    for _ in range(40):  # 0.8 s of "mm-hm"
+        clock.now += 0.02
+        assert await start.process_frame(AUDIO) == ProcessFrameResult.CONTINUE
+    await start.process_frame(VADUserStoppedSpeakingFrame())
+    clock.now += 5
+    await start.process_frame(AUDIO)
+    await start.process_frame(BotStoppedSpeakingFrame())  # the agent finished its sentence
+    assert started == []
+
+
+async def test_speech_over_the_agent_starts_the_turn_once_it_lasts():
+    start, clock, started = strategy()
+    await start.process_frame(BotStartedSpeakingFrame())
+    await start.process_frame(VADUserStartedSpeakingFrame())
+    results = []
+    for _ in range(60):
+        clock.now += 0.02
+        results.append(await start.process_frame(AUDIO))
+    assert started == [pytest.approx(101.0, abs=0.03)]  # within an audio frame of 1 s
+    assert results.count(ProcessFrameResult.STOP) == 1
+
+
+async def test_speech_over_the_agents_last_words_is_a_turn_when_it_stops():
+    start, clock, started = strategy()
+    await start.process_frame(BotStartedSpeakingFrame())
+    await start.process_frame(VADUserStartedSpeakingFrame())
+    clock.now += 0.3
+    await start.process_frame(BotStoppedSpeakingFrame())  # the caller still talking
+    assert started == [100.3]
+
+
+def test_zero_keeps_pipecats_default_turn_start():
+    default = turn_start_strategies(0)
+    assert [type(s) for s in default] == [
+        VADUserTurnStartStrategy,
+        TranscriptionUserTurnStartStrategy,
+    ]
+    tolerant = turn_start_strategies(1.0)
+    assert [type(s) for s in tolerant] == [
+        OverlapTolerantTurnStart,
+        TranscriptionUserTurnStartStrategy,
+    ]
