@@ -8,8 +8,11 @@ import jiwer
 import numpy as np
 import pytest
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
     InputAudioRawFrame,
     TranscriptionFrame,
+    UserBackchannelFrame,
+    UserStartedSpeakingFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -221,6 +224,70 @@ async def test_the_stt_service_gives_a_piece_after_a_pushed_one_its_left_context
     assert texts[0].lower().startswith("many people don't think")
     rest = "about them as dinosaurs because they have feathers and can fly"
     assert wer(rest, texts[1]) <= 0.1, texts
+
+
+def _okay_i_got_it() -> np.ndarray:
+    """A real phone caller's "okay I got it" (SpokenWOZ, 8 kHz), at a phone line's level."""
+    samples = decode_audio_file(TELEPHONY / "spokenwoz_SNG0072_user_turn06.wav").samples
+    return samples.astype(np.float32) * (0.3 / np.abs(samples).max())
+
+
+@pytest.mark.parametrize("over_the_agent", [True, False])
+async def test_a_real_callers_okay_over_the_agent_is_a_backchannel(small_engines, over_the_agent):
+    """A real phone caller's "okay I got it" (SpokenWOZ, 8 kHz). Said while the agent talks, the
+    recogniser pushes a backchannel (the agent goes on); said to a silent agent, it is the
+    caller's turn."""
+    audio = _okay_i_got_it()
+    stt = WhisperSTTService(small_engines.stt, backchannels=True)
+    frames = [
+        *([BotStartedSpeakingFrame()] if over_the_agent else []),
+        VADUserStartedSpeakingFrame(),
+        *_speech_frames(audio),
+        VADUserStoppedSpeakingFrame(),
+        SleepFrame(sleep=3.0),
+    ]
+    down, _ = await run_test(stt, frames_to_send=frames)
+    said = [f.text for f in down if isinstance(f, TranscriptionFrame)]
+    acknowledged = [f.text for f in down if isinstance(f, UserBackchannelFrame)]
+    if over_the_agent:
+        assert not said and len(acknowledged) == 1, (said, acknowledged)
+        assert normalise(acknowledged[0]) == "okay i got it"
+    else:
+        assert not acknowledged and len(said) == 1 and normalise(said[0]) == "okay i got it"
+
+
+@pytest.mark.parametrize("said", ["okay i got it", "nothing"])
+@pytest.mark.parametrize("resumed", [True, False])
+async def test_speech_that_cut_the_agent_off_for_nothing_asks_it_to_resume(
+    small_engines, said, resumed
+):
+    """The caller's speech over the agent lasted long enough to take the turn (the aggregator's
+    UserStartedSpeakingFrame while the agent still spoke), then decoded to a backchannel or to
+    no words: the call is asked to resume the agent, and when it does no turn is pushed."""
+    asked: list[str] = []
+
+    async def resume(result) -> bool:
+        asked.append(result.text)
+        return resumed
+
+    audio = _okay_i_got_it() if said != "nothing" else np.zeros(16000 * 2, dtype=np.float32)
+    stt = WhisperSTTService(small_engines.stt, backchannels=True, on_false_interruption=resume)
+    frames = [
+        BotStartedSpeakingFrame(),
+        VADUserStartedSpeakingFrame(),
+        *_speech_frames(audio[:8000]),
+        UserStartedSpeakingFrame(),  # the caller's turn began: the agent is cut off
+        *_speech_frames(audio[8000:]),
+        VADUserStoppedSpeakingFrame(),
+        SleepFrame(sleep=3.0),
+    ]
+    down, _ = await run_test(stt, frames_to_send=frames)
+    pushed = [f.text for f in down if isinstance(f, TranscriptionFrame)]
+    assert [normalise(t) or "nothing" for t in asked] == [said]
+    if resumed or said == "nothing":
+        assert not pushed
+    else:  # nothing to resume: the words are the caller's turn as before
+        assert [normalise(t) for t in pushed] == [said]
 
 
 def test_silence_and_noise_decode_to_nothing(small_engines):

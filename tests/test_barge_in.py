@@ -11,13 +11,25 @@ from pipecat.frames.frames import (
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
 
-from voice_agent.call.barge_in import OverlapTolerantTurnStart, turn_start_strategies
+from voice_agent.call.barge_in import OverlapTolerantTurnStart, turn_start_strategies, unheard_rest
 from voice_agent.speech.backchannel import is_backchannel
 
 
 @pytest.mark.parametrize(
     "text",
-    ["Mm-hmm.", "Mhm", "MNM.", "Uh-huh.", "Okay.", "OK, got it.", "Yeah.", "Yes, I see.", "Hmm."],
+    [
+        "Mm-hmm.",
+        "Mhm",
+        "MNM.",
+        "Uh-huh.",
+        "Okay.",
+        "OK, got it.",
+        "Yeah.",
+        "Yes, I see.",
+        "Hmm.",
+        "Okay, I got it.",  # a real phone caller (SpokenWOZ SNG0072), as Whisper reads it
+        "Okay, that's perfect. Okay.",  # another (SNG1640)
+    ],
 )
 def test_acknowledgements_are_backchannels(text):
     assert is_backchannel(text)
@@ -33,7 +45,9 @@ def test_acknowledgements_are_backchannels(text):
         "Stop.",
         "Hold on.",
         "Okay, but it says access denied.",
-        "Yeah, yeah, okay, right.",
+        "Yes, you're correct.",  # an answer, not an acknowledgement
+        "Okay, and then the address.",
+        "Yeah, yeah, okay, right, sure.",
     ],  # fmt: skip
 )
 def test_words_that_take_the_turn_are_not(text):
@@ -115,3 +129,26 @@ def test_zero_keeps_pipecats_default_turn_start():
         OverlapTolerantTurnStart,
         TranscriptionUserTurnStartStrategy,
     ]
+
+
+STEP = "Okay. Open the VPN app. Then choose Settings. Check the server name."
+
+
+@pytest.mark.parametrize(
+    ("heard", "rest"),
+    [
+        ("", "Open the VPN app. Then choose Settings. Check the server name."),
+        ("Open the VPN app.", "Then choose Settings. Check the server name."),
+        ("Open the VPN app. Then choose settings.", "Check the server name."),
+        (STEP, ""),  # all of it was played
+        ("Hi, how can I help?", "Open the VPN app. Then choose Settings. Check the server name."),
+    ],
+)
+def test_a_cut_reply_resumes_at_the_sentence_it_stopped_in(heard, rest):
+    # the "Okay." said before the answer is not said again
+    assert unheard_rest(STEP, heard, skip=["Okay."]) == rest
+
+
+def test_a_reply_cut_while_it_was_written_does_not_resume_with_half_a_sentence():
+    assert unheard_rest("Open the VPN app. Then choose", "") == "Open the VPN app."
+    assert unheard_rest("Open the VPN app. Then choose", "Open the VPN app.") == ""

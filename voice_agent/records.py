@@ -48,6 +48,7 @@ class TurnKind(StrEnum):
     REPLY = "reply"  # an answer to the caller's words
     FALLBACK = "fallback"  # said unprompted: didn't catch that, still there?, trouble
     TRANSFER = "transfer"  # "connecting you to a technician"
+    RESUMED = "resumed"  # the rest of a reply cut off by speech that said nothing
 
 
 STAGES = (

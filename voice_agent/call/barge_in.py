@@ -9,12 +9,17 @@ the recogniser drops a backchannel (``WhisperSTTService(backchannels=True)`` pus
 ``UserBackchannelFrame`` instead of a transcript) and anything else ("stop", "wait", "no")
 arrives as a transcript, which starts the turn through pipecat's
 ``TranscriptionUserTurnStartStrategy`` after it.
+
+Speech that did cut the agent off and then turns out to be nothing to answer (no words, or a
+long "mm-hm") is a false interruption: the agent says the rest of what it was saying, from the
+sentence it stopped in (``unheard_rest``; the call does it in ``Call.on_false_interruption``).
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -82,3 +87,28 @@ def turn_start_strategies(min_speech_secs: float) -> list[BaseUserTurnStartStrat
         OverlapTolerantTurnStart(min_speech_secs=min_speech_secs),
         TranscriptionUserTurnStartStrategy(),
     ]
+
+
+_SENTENCE = re.compile(r"[^.?!]+(?:[.?!]+|$)")
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def unheard_rest(reply: str, heard: str, skip: Collection[str] = ()) -> str:
+    """What of ``reply`` the caller has not heard: its sentences after the last one that ``heard``
+    holds (pipecat keeps in the context the sentences whose audio played before the cut), less
+    the phrases in ``skip`` (an "Okay." said before the answer) and an unfinished last sentence
+    (a model reply cut while it was being written). Empty when there is nothing left to say."""
+    sentences = [m.group().strip() for m in _SENTENCE.finditer(reply) if _words(m.group())]
+    heard_words = f" {_words(heard)} "
+    start = 0
+    for i, sentence in enumerate(sentences):
+        if f" {_words(sentence)} " in heard_words:
+            start = i + 1
+    skipped = {_words(p) for p in skip}
+    rest = [s for s in sentences[start:] if _words(s) not in skipped]
+    if rest and rest[-1][-1] not in ".?!":
+        rest.pop()
+    return " ".join(rest)

@@ -28,6 +28,7 @@ from voice_agent import metrics
 from voice_agent.call.acknowledgement import Acknowledger
 from voice_agent.call.admission import CallSlot
 from voice_agent.call.answer_watchdog import AnswerWatchdog
+from voice_agent.call.barge_in import unheard_rest
 from voice_agent.call.flow_processor import HelpdeskFlowProcessor, TurnNote
 from voice_agent.call.keypad import HUMAN_DIGIT, KeypadListener
 from voice_agent.call.media_watchdog import MediaWatchdog
@@ -118,6 +119,7 @@ class Call:
             expecting=self.expected_answer if settings.stt_answer_grammars else None,
             noise_floor_dbfs=settings.audio_noise_floor_dbfs,
             backchannels=settings.barge_in_min_speech_secs > 0,
+            on_false_interruption=self.on_false_interruption,
         )
         llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), self._note)
         self._acknowledger = Acknowledger(self._speak_acknowledgement)
@@ -349,6 +351,31 @@ class Call:
         if self._fallbacks < MAX_FALLBACKS_PER_CALL:
             self._fallbacks += 1
             await self.say(TurnKind.FALLBACK, prompts.DIDNT_CATCH)
+
+    async def on_false_interruption(self, result: Transcript) -> bool:
+        """The caller's speech cut the agent off and was nothing to answer (no words, or a long
+        "mm-hm"): say the rest of what was cut, from the sentence it stopped in. False when there
+        is nothing to resume (the caller's words are then handled as usual)."""
+        cut = self.recorder.turns[-1] if self.recorder.turns else None
+        if cut is None or not cut.interrupted:
+            return False
+        skip = (*prompts.ACKNOWLEDGEMENTS, prompts.HOLD_ON)
+        rest = unheard_rest(cut.bot_text, self._last_words_heard(), skip=skip)
+        if not rest:
+            return False
+        self.log.info(f"{result.text or 'no words'!r} cut the agent off; it resumes: {rest!r}")
+        if rest[1:2].islower():  # "As I was saying, who am I speaking with...?"
+            rest = rest[0].lower() + rest[1:]
+        await self.say(TurnKind.RESUMED, f"{prompts.RESUMING} {rest}")
+        return True
+
+    def _last_words_heard(self) -> str:
+        """The agent's last words in the context: pipecat keeps there what was played."""
+        for message in reversed(self._context.get_messages()):
+            if isinstance(message, dict) and message.get("role") == "assistant":
+                content = message.get("content")
+                return content if isinstance(content, str) else ""
+        return ""
 
     async def on_turn_complete(self) -> None:
         """Smart-turn judged the caller finished: "Okay." while the answer is made."""

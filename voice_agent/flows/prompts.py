@@ -26,6 +26,7 @@ TROUBLE = (
     "Sorry, I'm having trouble on my side right now. "
     "Please try again, or stay on the line and I'll open a ticket for you."
 )
+RESUMING = "As I was saying,"  # before the rest of a reply cut off by a cough or an "mm-hm"
 HOLD_ON = "Sorry, this is taking me a moment. I'm still with you."
 GOODBYE_IDLE = "I haven't heard anything, so I'll end the call now. Call back any time. Goodbye."
 

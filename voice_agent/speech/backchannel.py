@@ -16,12 +16,12 @@ _WORDS = frozenset(
     """
     mm mmm mmmm mhm mmhm mmhmm mhmm hm hmm hmmm uh uhhuh uhuh huh ah aha ahh oh ooh
     yeah yea yep yup yes ya yah okay ok okey kay right alright sure
-    i see got it gotcha understood cool great good fine perfect thanks thank you
+    i see got it gotcha understood cool great good fine perfect thanks thank you that's
     """.split()
 )
 # a hum as Whisper spells it over a phone line: "MNM", "Mmm", "Hmm", "Uh-huh", "Ahh"
 _HUM = re.compile(r"[mnh]*m[mnh]*|u+h+(u+h+)*|a+h+")
-_MAX_WORDS = 3  # "okay, got it", "yeah, I see"; a longer utterance says something
+_MAX_WORDS = 4  # "okay, I got it", "yeah, that's fine"; a longer utterance says something
 _WORD = re.compile(r"[a-z']+")
 
 

@@ -15,7 +15,7 @@ import difflib
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -512,7 +512,10 @@ class WhisperSTTService(SegmentedSTTService):
     still talks, to a backchannel ("mm-hm", "okay": :mod:`voice_agent.speech.backchannel`) or to
     nothing (a cough) is not a turn: a ``UserBackchannelFrame`` is pushed instead of a
     transcript (pipecat's frame for it: the agent keeps talking, the words stay out of the
-    model's context), and nothing is said about the cough.
+    model's context), and nothing is said about the cough. Speech over the agent that did cut
+    it off (it lasted long enough to take the turn) and decodes to a backchannel or to nothing
+    is a false interruption: ``on_false_interruption`` is asked to resume the agent, and when it
+    does, no transcript is pushed.
     """
 
     def __init__(
@@ -528,6 +531,7 @@ class WhisperSTTService(SegmentedSTTService):
         context_secs: float = 3.0,
         max_context_secs: float = 8.0,
         backchannels: bool = False,
+        on_false_interruption: Callable[[Transcript], Awaitable[bool]] | None = None,
         **kwargs,
     ) -> None:
         # The turn detector waits this long after speech for the final transcript before it
@@ -559,6 +563,8 @@ class WhisperSTTService(SegmentedSTTService):
         self._backchannels = backchannels
         self._bot_speaking = False
         self._piece_over_agent = False  # the speech not yet decoded began while the agent spoke
+        self._cut_agent_off = False  # ...and took the turn while the agent still spoke
+        self._on_false_interruption = on_false_interruption
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -580,6 +586,8 @@ class WhisperSTTService(SegmentedSTTService):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         if isinstance(frame, UserStartedSpeakingFrame):
             self._turn_has_text = False
+            over_agent = self._piece_over_agent and self._bot_speaking
+            self._cut_agent_off = self._backchannels and over_agent
             self._piece_over_agent = False  # the caller has the turn: their words are a turn
         elif isinstance(frame, BotStartedSpeakingFrame):
             self._bot_speaking = True
@@ -668,6 +676,17 @@ class WhisperSTTService(SegmentedSTTService):
         if self._heard_as_backchannel(result.text):
             logger.info(f"backchannel over the agent: {result.text or '(no words)'!r}")
             self._piece_over_agent = False
+            if result.text:
+                yield UserBackchannelFrame(result.text, self._user_id, time_now_iso8601())
+            return
+        cut_agent_off, self._cut_agent_off = self._cut_agent_off, False
+        if (
+            cut_agent_off
+            and (not result.text or is_backchannel(result.text))
+            and self._on_false_interruption is not None
+            and await self._on_false_interruption(result)
+        ):
+            logger.info(f"false interruption: {result.text or '(no words)'!r}; the agent resumes")
             if result.text:
                 yield UserBackchannelFrame(result.text, self._user_id, time_now_iso8601())
             return
