@@ -11,8 +11,11 @@ arrives as a transcript, which starts the turn through pipecat's
 ``TranscriptionUserTurnStartStrategy`` after it.
 
 Speech that did cut the agent off and then turns out to be nothing to answer (no words, or a
-long "mm-hm") is a false interruption: the agent says the rest of what it was saying, from the
-sentence it stopped in (``unheard_rest``; the call does it in ``Call.on_false_interruption``).
+long "mm-hm") is a false interruption: the agent says again what the caller did not hear
+(``unheard_rest``; the call does it in ``Call.on_false_interruption``). pipecat keeps in the
+context the utterances whose audio played to the end: a model reply is spoken sentence by
+sentence, so it resumes at the sentence it stopped in; a fixed reply (a ``TTSSpeakFrame``: the
+greeting, a runbook step) is one utterance, said again from its start.
 """
 
 from __future__ import annotations

@@ -354,8 +354,8 @@ class Call:
 
     async def on_false_interruption(self, result: Transcript) -> bool:
         """The caller's speech cut the agent off and was nothing to answer (no words, or a long
-        "mm-hm"): say the rest of what was cut, from the sentence it stopped in. False when there
-        is nothing to resume (the caller's words are then handled as usual)."""
+        "mm-hm"): say again what of the cut reply the caller did not hear. False when there is
+        nothing to resume (the caller's words are then handled as usual)."""
         cut = self.recorder.turns[-1] if self.recorder.turns else None
         if cut is None or not cut.interrupted:
             return False
