@@ -314,6 +314,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def backchannels_let_pass(self) -> bool:
+        """Speech over the agent waits for its words (``barge_in_min_speech_secs`` above 0)."""
+        return self.barge_in_min_speech_secs > 0
+
+    @property
     def twilio_token(self) -> str | None:
         """The auth token itself: it signs and checks webhooks and media socket upgrades."""
         return self.twilio_auth_token.get_secret_value() if self.twilio_auth_token else None

@@ -43,7 +43,13 @@ from voice_agent.flows.runbooks import RunbookGuide
 from voice_agent.flows.services import HelpdeskServices, Reply, TriageLike
 from voice_agent.records import CallStatus, EndReason, Outcome, TurnKind, TurnRecord
 from voice_agent.speech.answer_grammar import Expected
-from voice_agent.speech.stt import Transcript, TurnConfidence, WhisperSTTService, recognition_prompt
+from voice_agent.speech.stt import (
+    Transcript,
+    TurnConfidence,
+    WhisperSTTService,
+    last_agent_words,
+    recognition_prompt,
+)
 from voice_agent.speech.tts import PiperTTSService
 from voice_agent.storage import CallStore
 from voice_agent.tickets import make_ticket_service
@@ -104,7 +110,7 @@ class Call:
             self._persist_turn,
             vad_stop_secs=settings.vad_stop_secs,
             wait_for_playback_marks=wait_for_playback_marks,
-            defer_overlaps=settings.barge_in_min_speech_secs > 0,
+            defer_overlaps=settings.backchannels_let_pass,
         )
         self._context = LLMContext()
         self._heard = TurnConfidence()
@@ -118,7 +124,7 @@ class Call:
             # and to "What's the ticket number?" under the ticket-number grammar
             expecting=self.expected_answer if settings.stt_answer_grammars else None,
             noise_floor_dbfs=settings.audio_noise_floor_dbfs,
-            backchannels=settings.barge_in_min_speech_secs > 0,
+            backchannels=settings.backchannels_let_pass,
             on_false_interruption=self.on_false_interruption,
         )
         llm = make_llm(engines, settings, prompts.system_prompt(settings.company_name), self._note)
@@ -360,7 +366,8 @@ class Call:
         if cut is None or not cut.interrupted:
             return False
         skip = (*prompts.ACKNOWLEDGEMENTS, prompts.HOLD_ON)
-        rest = unheard_rest(cut.bot_text, self._last_words_heard(), skip=skip)
+        heard = last_agent_words(self._context.get_messages()) or ""
+        rest = unheard_rest(cut.bot_text, heard, skip=skip)
         if not rest:
             return False
         self.log.info(f"{result.text or 'no words'!r} cut the agent off; it resumes: {rest!r}")
@@ -368,14 +375,6 @@ class Call:
             rest = rest[0].lower() + rest[1:]
         await self.say(TurnKind.RESUMED, f"{prompts.RESUMING} {rest}")
         return True
-
-    def _last_words_heard(self) -> str:
-        """The agent's last words in the context: pipecat keeps there what was played."""
-        for message in reversed(self._context.get_messages()):
-            if isinstance(message, dict) and message.get("role") == "assistant":
-                content = message.get("content")
-                return content if isinstance(content, str) else ""
-        return ""
 
     async def on_turn_complete(self) -> None:
         """Smart-turn judged the caller finished: "Okay." while the answer is made."""

@@ -2,9 +2,10 @@
 
 The whole decode (``transcribe`` plus iterating its lazy segment generator) finishes inside a
 worker thread, so a long utterance never blocks the event loop. Decoding is a beam search at
-``temperature=0`` with the language fixed, first over a short window (the audio and
-``window_padding_secs`` after it: a third of the time of Whisper's 30 s window), again over the
-whole window when that reading is doubtful, and guarded against Whisper's failure modes: segments
+``temperature=0`` with the language fixed, over Whisper's 30 s window (or, with
+``window_padding_secs`` set, first over the audio and that much after it, a third of the time,
+and again over the whole window when that reading is doubtful), and guarded against Whisper's
+failure modes: segments
 that are probably not speech, repetition loops, and runaway token counts.
 """
 
@@ -411,6 +412,19 @@ class WhisperEngine:
 PROMPT_CHARS = 200  # the end of the agent's last reply: about the last two sentences
 
 
+def last_agent_words(messages: list) -> str | None:
+    """The agent's words since the caller last spoke, as the context holds them (pipecat keeps
+    there what was played); None when the agent has said nothing since."""
+    for message in reversed(messages):
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "user":
+            return None
+        if message.get("role") == "assistant" and isinstance(message.get("content"), str):
+            return message["content"]
+    return None
+
+
 def recognition_prompt(messages: list, vocabulary: str) -> str | None:
     """What Whisper is told before the caller's words: the agent's last reply, which the caller
     is answering; before the caller has said anything, the deployment's vocabulary.
@@ -419,15 +433,7 @@ def recognition_prompt(messages: list, vocabulary: str) -> str | None:
     5, 140 answers): WER 0.359 with no prompt, 0.345 with the vocabulary, 0.320 with the
     agent's question ("Would you like me to open a ticket?" makes "Yes, please open one" far
     more likely than "the F-clean open one"); openings decode best with the vocabulary."""
-    said = None
-    for message in reversed(messages):
-        if not isinstance(message, dict):
-            continue
-        if message.get("role") == "user":
-            break
-        if message.get("role") == "assistant" and isinstance(message.get("content"), str):
-            said = message["content"]
-            break
+    said = last_agent_words(messages)
     user_turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
     if not said or user_turns == 0:
         return vocabulary or None
