@@ -27,6 +27,12 @@ FORMAT_VERSION = 1
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 EMBEDDING_WEIGHT = 1.0  # both blocks are L2-normalised; equal weight
 TFIDF_WEIGHT = 1.0
+# Class weights (n / (classes * count)) ** power: 1.0 is sklearn's "balanced". The category head
+# uses 0.75, a partial balancing: 5-fold CV on the GL labels +0.6 point category accuracy and
+# +0.4-0.7 macro-F1 over full balancing (two split seeds), dev rows 0.900 vs 0.893 (one row).
+# The priority head keeps full balancing (P1 is rare; the guide's rules set the priority anyway).
+CATEGORY_CLASS_WEIGHT_POWER = 0.75
+PRIORITY_CLASS_WEIGHT_POWER = 1.0
 
 
 class ModelError(VoiceAgentError, ValueError):
@@ -167,9 +173,9 @@ class TriageClassifier:
         vocabulary = [w for w, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
 
         heads = {}
-        for name, y, order in (
-            ("category", list(categories), category_order),
-            ("priority", list(priorities), priority_order),
+        for name, y, order, power in (
+            ("category", list(categories), category_order, CATEGORY_CLASS_WEIGHT_POWER),
+            ("priority", list(priorities), priority_order, PRIORITY_CLASS_WEIGHT_POWER),
         ):
             labels = list(order) if order else sorted(set(y))
             present = sorted(set(y), key=labels.index)
@@ -178,7 +184,9 @@ class TriageClassifier:
             if len(present) == 1:
                 icpt[labels.index(present[0])] = 0.0
             else:
-                model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+                model = LogisticRegression(
+                    C=c, class_weight=_class_weights(y, power), max_iter=3000
+                )
                 model.fit(x, y)
                 if len(model.classes_) == 2:  # one logit: softmax([0, z]) == sigmoid(z)
                     first, second = (labels.index(k) for k in model.classes_)
@@ -195,6 +203,7 @@ class TriageClassifier:
             rows=len(texts),
             trained_secs=round(time.perf_counter() - started, 1),
             c=c,
+            class_weight_power=CATEGORY_CLASS_WEIGHT_POWER,
             vocabulary_size=len(vocabulary),
         )
         return cls(
@@ -267,6 +276,13 @@ class TriageClassifier:
             metadata=meta.get("metadata", {}),
             embed=embed,
         )
+
+
+def _class_weights(y: Sequence[str], power: float) -> dict[str, float]:
+    """``(n / (classes * count)) ** power`` per label; power 1.0 is sklearn's "balanced"."""
+    labels, counts = np.unique(np.asarray(y), return_counts=True)
+    weights = (len(y) / (len(labels) * counts)) ** power
+    return {str(k): float(w) for k, w in zip(labels, weights, strict=True)}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
