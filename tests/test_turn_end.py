@@ -24,6 +24,7 @@ from voice_agent.speech.audio import decode_audio_file
 
 # a SpokenWOZ caller (8 kHz phone speech) whose last words smart-turn judges unfinished
 UNFINISHED_CLIP = SPEECH / "telephony" / "spokenwoz_MUL1423_user_turn01.wav"
+FINISHED_CLIP = SPEECH / "clean" / "jfk.flac"  # "...what you can do for your country."
 RATE = 16000
 
 
@@ -44,12 +45,24 @@ def test_a_transcript_ends_a_sentence(text, ends):
     assert ends_a_sentence(text) is ends
 
 
-async def _turn_end_after(text: str, sentence_end_silence_secs: float | None, wait: float):
-    """Feed the strategy a caller turn smart-turn judges unfinished, then its transcript; how
-    long after the end of speech the turn ended (None: not within ``wait`` seconds)."""
+async def _turn_end_after(
+    text: str,
+    sentence_end_silence_secs: float | None,
+    wait: float,
+    *,
+    clip=UNFINISHED_CLIP,
+    verdict=EndOfTurnState.INCOMPLETE,
+    min_silence_secs: float = 0.0,
+    speaks_again_after: float | None = None,
+):
+    """Feed the strategy a caller turn smart-turn judges as ``verdict``, then its transcript
+    (and, ``speaks_again_after`` seconds into the silence, more speech); how long after the end
+    of speech the turn ended (None: not within ``wait`` seconds)."""
     tasks = TaskManager(loop=asyncio.get_running_loop())
     strategy = SentenceEndTurnStop(
-        turn_analyzer=SharedSmartTurn(), sentence_end_silence_secs=sentence_end_silence_secs
+        turn_analyzer=SharedSmartTurn(),
+        sentence_end_silence_secs=sentence_end_silence_secs,
+        min_silence_secs=min_silence_secs,
     )
     await strategy.setup(
         FrameProcessorSetup(
@@ -62,7 +75,7 @@ async def _turn_end_after(text: str, sentence_end_silence_secs: float | None, wa
     async def on_stopped(_strategy, _params):
         ended.set()
 
-    audio = decode_audio_file(UNFINISHED_CLIP).to_bytes()
+    audio = decode_audio_file(clip, RATE).to_bytes()
     verdicts = []
     analyzer = strategy._turn_analyzer
     original = analyzer.analyze_end_of_turn
@@ -81,10 +94,13 @@ async def _turn_end_after(text: str, sentence_end_silence_secs: float | None, wa
     stop = VADUserStoppedSpeakingFrame(stop_secs=0.0)
     stop.timestamp = speech_end
     await strategy.process_frame(stop)
-    assert verdicts == [EndOfTurnState.INCOMPLETE]  # the premise: smart-turn says "not yet"
+    assert verdicts == [verdict]  # the premise: what smart-turn says of the audio
     transcript = TranscriptionFrame(text, "caller", "now")
     transcript.finalized = True
     await strategy.process_frame(transcript)
+    if speaks_again_after is not None:
+        await asyncio.sleep(speaks_again_after)
+        await strategy.process_frame(VADUserStartedSpeakingFrame(start_secs=0.2))
     try:
         await asyncio.wait_for(ended.wait(), wait)
         return time.time() - speech_end
@@ -105,3 +121,33 @@ async def test_words_that_trail_off_wait_for_the_silence():
 
 async def test_the_sentence_rule_can_be_turned_off():
     assert await _turn_end_after("I need your assistance booking a train.", None, 1.2) is None
+
+
+JFK_END = "Ask not what your country can do for you, ask what you can do for your country."
+
+
+async def test_a_finished_turn_waits_for_the_least_silence_not_for_the_transcript():
+    # smart-turn says "finished" and the transcript is in at once (a fast decode): the turn
+    # still ends only after min_silence_secs of silence
+    after = await _turn_end_after(
+        JFK_END, 1.2, 2.5, clip=FINISHED_CLIP, verdict=EndOfTurnState.COMPLETE, min_silence_secs=1.0
+    )
+    assert after is not None and 0.95 <= after < 1.6, after
+    at_once = await _turn_end_after(
+        JFK_END, 1.2, 2.5, clip=FINISHED_CLIP, verdict=EndOfTurnState.COMPLETE
+    )
+    assert at_once is not None and at_once < 0.7, at_once
+
+
+async def test_speech_inside_the_least_silence_keeps_the_turn_open():
+    # the caller goes on inside the silence: no turn ends (their next stop decides)
+    after = await _turn_end_after(
+        JFK_END,
+        1.2,
+        2.5,
+        clip=FINISHED_CLIP,
+        verdict=EndOfTurnState.COMPLETE,
+        min_silence_secs=1.5,
+        speaks_again_after=0.3,
+    )
+    assert after is None

@@ -78,13 +78,11 @@ class Settings(BaseSettings):
         description="beam search width (5: 3-4 WER points better on phone speech than greedy)",
     )
     stt_window_padding_secs: float | None = Field(
-        default=None,
+        default=2.0,
         description=(
             "decode first over the caller's audio and this many seconds after it, not Whisper's "
             "whole 30 s window (a third of the time); a reading that is empty, unsure or repeats "
-            "itself is decoded again over the whole window; null (the default): always the whole "
-            "window. Off until the turn-end rules allow for transcripts that arrive this early: "
-            "with 2.0, a pause of a second inside an utterance ended the caller's turn"
+            "itself is decoded again over the whole window; null: always the whole window"
         ),
     )
     stt_vocabulary: bool = Field(
@@ -162,7 +160,21 @@ class Settings(BaseSettings):
             "ends a sentence, even if smart-turn judged the audio unfinished"
         ),
     )
-    turn_sentence_end_silence_secs: float = 0.8
+    turn_sentence_end_silence_secs: float = Field(
+        default=1.2,
+        description=(
+            "the silence after which a transcript that ends a sentence ends the turn; above the "
+            "pauses callers make inside an utterance (a second, after 'my fellow Americans,')"
+        ),
+    )
+    turn_min_silence_secs: float = Field(
+        default=0.8,
+        description=(
+            "no turn ends before this much silence, even when smart-turn judged the caller "
+            "finished and the transcript is in: a fast decode (a short window, a GPU) must not "
+            "answer inside a mid-utterance pause; 0: as soon as both allow"
+        ),
+    )
     acknowledge_turns: bool = Field(
         default=True,
         description='say "Okay." as soon as the caller has finished, before the answer is ready',

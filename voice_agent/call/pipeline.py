@@ -229,6 +229,7 @@ def make_context_aggregators(
             sentence_end_silence_secs=(
                 settings.turn_sentence_end_silence_secs if settings.turn_end_at_sentence else None
             ),
+            min_silence_secs=settings.turn_min_silence_secs,
         )
         strategy.on_turn_complete = on_turn_complete
         stop: list[BaseUserTurnStopStrategy] = [strategy]
