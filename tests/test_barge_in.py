@@ -118,6 +118,34 @@ async def test_speech_over_the_agents_last_words_is_a_turn_when_it_stops():
     assert started == [100.3]
 
 
+async def test_a_noise_while_the_answer_is_coming_does_not_cancel_it():
+    # the caller's turn has ended; a breath 0.3 s later, before the answer's first audio, is
+    # held like speech over the agent (it would have cancelled the answer)
+    start, clock, started = strategy()
+    await start.process_frame(BotStartedSpeakingFrame())  # "Okay.", as smart-turn judged it done
+    await start.handle_user_turn_stopped()
+    await start.process_frame(BotStoppedSpeakingFrame())  # ...ends just after the turn did
+    clock.now += 0.3
+    assert await start.process_frame(VADUserStartedSpeakingFrame()) == ProcessFrameResult.CONTINUE
+    clock.now += 0.2
+    await start.process_frame(VADUserStoppedSpeakingFrame())
+    await start.process_frame(BotStartedSpeakingFrame())
+    await start.process_frame(BotStoppedSpeakingFrame())
+    assert started == []
+    # the answer has been spoken: the caller's next words start their turn at once
+    clock.now += 1.0
+    assert await start.process_frame(VADUserStartedSpeakingFrame()) == ProcessFrameResult.STOP
+    assert started == [101.5]
+
+
+async def test_an_answer_that_never_comes_does_not_hold_the_caller_back():
+    start, clock, started = strategy()
+    await start.handle_user_turn_stopped()
+    clock.now += 3.5
+    assert await start.process_frame(VADUserStartedSpeakingFrame()) == ProcessFrameResult.STOP
+    assert started == [103.5]
+
+
 def test_zero_keeps_pipecats_default_turn_start():
     default = turn_start_strategies(0)
     assert [type(s) for s in default] == [

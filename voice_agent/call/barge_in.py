@@ -38,10 +38,17 @@ from pipecat.turns.user_start import (
     VADUserTurnStartStrategy,
 )
 
+ANSWER_DUE_SECS = 3.0  # after the caller's turn, the agent's answer is due for this long
+
 
 class OverlapTolerantTurnStart(BaseUserTurnStartStrategy):
-    """VAD turn start, held back while the agent speaks until the caller has spoken over it for
-    ``min_speech_secs`` (counted from the VAD's start, while it still hears speech)."""
+    """VAD turn start, held back while the agent has the floor until the caller has spoken over
+    it for ``min_speech_secs`` (counted from the VAD's start, while it still hears speech).
+
+    The agent has the floor while it speaks, and from the end of the caller's turn until its
+    answer has been spoken (at most ``ANSWER_DUE_SECS`` of waiting for it): a breath or a line
+    click a second after the caller stopped, just as the answer starts, must not cancel the
+    answer (it did, once the turn could end 0.8 s after the caller's last word)."""
 
     def __init__(
         self, *, min_speech_secs: float, clock: Callable[[], float] = time.monotonic, **kwargs
@@ -50,20 +57,33 @@ class OverlapTolerantTurnStart(BaseUserTurnStartStrategy):
         self._min_speech_secs = min_speech_secs
         self._clock = clock
         self._bot_speaking = False
+        self._answer_due_until = 0.0  # the caller's turn ended: the answer is coming
+        self._answer_started = False  # the agent began speaking after the caller's turn ended
         self._speech_since: float | None = None  # the caller is speaking over the agent
 
     async def handle_user_turn_started(self) -> None:
         self._speech_since = None
+        self._answer_due_until = 0.0
+
+    async def handle_user_turn_stopped(self) -> None:
+        self._answer_due_until = self._clock() + ANSWER_DUE_SECS
+        self._answer_started = False
+
+    def _agent_has_floor(self) -> bool:
+        return self._bot_speaking or self._clock() < self._answer_due_until
 
     async def process_frame(self, frame: Frame) -> ProcessFrameResult:
         if isinstance(frame, BotStartedSpeakingFrame):
             self._bot_speaking = True
+            self._answer_started = True
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._bot_speaking = False
+            if self._answer_started:  # not the end of an "Okay." begun before the turn ended
+                self._answer_due_until = 0.0  # the answer has been spoken: the floor is open
             if self._speech_since is not None:  # the agent finished while the caller talks
                 return await self._start()
         elif isinstance(frame, VADUserStartedSpeakingFrame):
-            if not self._bot_speaking:
+            if not self._agent_has_floor():
                 return await self._start()
             self._speech_since = self._clock()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
