@@ -78,11 +78,13 @@ class Settings(BaseSettings):
         description="beam search width (5: 3-4 WER points better on phone speech than greedy)",
     )
     stt_window_padding_secs: float | None = Field(
-        default=2.0,
+        default=None,
         description=(
             "decode first over the caller's audio and this many seconds after it, not Whisper's "
             "whole 30 s window (a third of the time); a reading that is empty, unsure or repeats "
-            "itself is decoded again over the whole window; null: always the whole window"
+            "itself is decoded again over the whole window; null (the default): always the whole "
+            "window. Off: with 2.0 a one-second fragment read 'don't exist' for 'don't think', and "
+            "turns ended inside one-second pauses smart-turn judged finished"
         ),
     )
     stt_vocabulary: bool = Field(
