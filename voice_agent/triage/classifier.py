@@ -279,10 +279,12 @@ class TriageClassifier:
 
 
 def _class_weights(y: Sequence[str], power: float) -> dict[str, float]:
-    """``(n / (classes * count)) ** power`` per label; power 1.0 is sklearn's "balanced"."""
-    labels, counts = np.unique(np.asarray(y), return_counts=True)
-    weights = (len(y) / (len(labels) * counts)) ** power
-    return {str(k): float(w) for k, w in zip(labels, weights, strict=True)}
+    """sklearn's "balanced" weights, ``n / (classes * count)``, raised to ``power``."""
+    from sklearn.utils.class_weight import compute_class_weight  # training only, like the fit
+
+    labels = np.unique(np.asarray(y))
+    balanced = compute_class_weight("balanced", classes=labels, y=np.asarray(y))
+    return {str(k): float(w) ** power for k, w in zip(labels, balanced, strict=True)}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
