@@ -112,18 +112,12 @@ def test_the_short_window_covers_the_audio_and_its_padding():
     assert window_frames(28 * rate, 2.0) is None  # fills the window anyway
 
 
-def test_a_doubtful_short_window_reading_is_decoded_again():
-    assert not doubtful("My VPN won't connect.", -0.3)
-    assert not doubtful("I N C 0 0 4 5 5 5 1", -0.2)  # digits read out may repeat
-    assert doubtful("", None)  # nothing heard: the short window's way of missing a name
-    assert doubtful("It's Karen Walsh.", -0.3, dropped=1)  # a segment lost to the guards
-    assert doubtful("It's carbon wolf.", -0.75)  # unsure
-    assert doubtful("No thanks. No thanks.", -0.2)  # it loops
-    # a whole sentence said twice is dropped from every reading: the rest is not in doubt
-    assert not doubtful("Yes, that's right. Yes, that's right.", -0.2)
-    assert doubtful("no fangs no fangs", -0.2)
-    assert doubtful("6187 6187", -0.3)
-    assert not doubtful("5 5 5 0 2 1 9", -0.3)
+def test_a_short_window_reading_that_heard_nothing_is_decoded_again():
+    assert not doubtful("My VPN won't connect.")
+    assert not doubtful("Time, time, time, 0214")  # the whole window reads it the same
+    assert doubtful("")  # nothing heard: the short window's way of missing a name
+    assert doubtful("...")
+    assert doubtful("It's Karen Walsh.", dropped=1)  # a segment lost to the guards
 
 
 @pytest.mark.parametrize(
@@ -180,9 +174,14 @@ def test_whisper_encodes_only_the_audio_and_its_padding(small_engines, monkeypat
     assert shapes == [3000]
 
 
-def test_a_piece_after_a_pause_is_decoded_with_what_came_before(small_engines):
+def test_a_piece_after_a_pause_is_decoded_with_what_came_before(small_engines, monkeypatch):
     """Cut at the short pause after "think", the rest decodes badly alone; forced to start with
-    the words already heard, over the whole audio, it comes out right and without them."""
+    the words already heard, over the whole audio, it comes out right and without them.
+
+    Over the whole window: over the short one (10 s after the audio), told the vocabulary, this
+    1.2 s fragment of a -50 dBFS clip reads "Many people don't exist." (README, "Decoding only
+    the audio"); the left context is what is tested here."""
+    monkeypatch.setattr(small_engines.stt, "window_padding_secs", None)
     samples = decode_audio_file(CLEAN / "fleurs_en_004.wav").samples.astype(np.float32)
     audio = samples * (0.3 / np.abs(samples).max())  # the clip peaks at -50 dBFS
     cut = 16000  # 1.0 s, in the pause after "Many people don't think"
@@ -203,9 +202,13 @@ def _speech_frames(audio: np.ndarray) -> list:
     ]
 
 
-async def test_the_stt_service_gives_a_piece_after_a_pushed_one_its_left_context(small_engines):
+async def test_the_stt_service_gives_a_piece_after_a_pushed_one_its_left_context(
+    small_engines, monkeypatch
+):
     """The caller pauses after "think" long enough for that piece to be pushed, then goes on:
-    the second transcript is decoded with the first piece's audio and words before it."""
+    the second transcript is decoded with the first piece's audio and words before it (over the
+    whole window, as in the test above)."""
+    monkeypatch.setattr(small_engines.stt, "window_padding_secs", None)
     samples = decode_audio_file(CLEAN / "fleurs_en_004.wav").samples.astype(np.float32)
     audio = samples * (0.3 / np.abs(samples).max())
     cut = 16000

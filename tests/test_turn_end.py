@@ -53,6 +53,7 @@ async def _turn_end_after(
     clip=UNFINISHED_CLIP,
     verdict=EndOfTurnState.INCOMPLETE,
     min_silence_secs: float = 0.0,
+    open_words_silence_secs: float = 1.5,
     speaks_again_after: float | None = None,
 ):
     """Feed the strategy a caller turn smart-turn judges as ``verdict``, then its transcript
@@ -63,6 +64,7 @@ async def _turn_end_after(
         turn_analyzer=SharedSmartTurn(),
         sentence_end_silence_secs=sentence_end_silence_secs,
         min_silence_secs=min_silence_secs,
+        open_words_silence_secs=open_words_silence_secs,
     )
     await strategy.setup(
         FrameProcessorSetup(
@@ -151,3 +153,32 @@ async def test_speech_inside_the_least_silence_keeps_the_turn_open():
         speaks_again_after=0.3,
     )
     assert after is None
+
+
+async def test_words_left_open_keep_a_finished_sounding_turn_open_longer():
+    # smart-turn judges JFK's audio finished, but Whisper wrote the words before his pause
+    # open ("And so my fellow America", no full stop): the turn waits for the longer silence
+    after = await _turn_end_after(
+        "And so my fellow America",
+        1.2,
+        2.5,
+        clip=FINISHED_CLIP,
+        verdict=EndOfTurnState.COMPLETE,
+        min_silence_secs=0.5,
+        open_words_silence_secs=1.3,
+    )
+    assert after is not None and 1.25 <= after < 1.9, after
+    # ...and the caller going on inside it keeps the turn open
+    assert (
+        await _turn_end_after(
+            "And so my fellow America",
+            1.2,
+            2.5,
+            clip=FINISHED_CLIP,
+            verdict=EndOfTurnState.COMPLETE,
+            min_silence_secs=0.5,
+            open_words_silence_secs=1.3,
+            speaks_again_after=0.9,
+        )
+        is None
+    )

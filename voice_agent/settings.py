@@ -78,13 +78,13 @@ class Settings(BaseSettings):
         description="beam search width (5: 3-4 WER points better on phone speech than greedy)",
     )
     stt_window_padding_secs: float | None = Field(
-        default=None,
+        default=10.0,
         description=(
-            "decode first over the caller's audio and this many seconds after it, not Whisper's "
-            "whole 30 s window (a third of the time); a reading that is empty, unsure or repeats "
-            "itself is decoded again over the whole window; null (the default): always the whole "
-            "window. Off: with 2.0 a one-second fragment read 'don't exist' for 'don't think', and "
-            "turns ended inside one-second pauses smart-turn judged finished"
+            "decode over the caller's audio and this many seconds after it, not Whisper's whole "
+            "30 s window (the encoder's cost grows faster than the window: under half the decode "
+            "time on a CPU); a reading that heard nothing is decoded again over the whole window; "
+            "null: always the whole window. 2 s loops and mishears short fragments; 10 s read the "
+            "shared phone turns and scripted lines as well as the whole window"
         ),
     )
     stt_vocabulary: bool = Field(
@@ -154,7 +154,14 @@ class Settings(BaseSettings):
     )
     vad_stop_secs: float = 0.2
     smart_turn: bool = True
-    turn_max_silence_secs: float = 1.5
+    turn_max_silence_secs: float = Field(
+        default=1.5,
+        description=(
+            "the silence after which the turn ends when smart-turn judges the caller unfinished, "
+            "and the least silence after a transcript that leaves its words open (no full stop, "
+            "'?' or '!'), even when smart-turn judged the caller finished"
+        ),
+    )
     turn_end_at_sentence: bool = Field(
         default=True,
         description=(

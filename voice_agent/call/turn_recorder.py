@@ -387,7 +387,9 @@ class TurnRecorder(BaseObserver):
             turn.mark("first_sentence", at)
 
     async def _on_tts_audio(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
-        if turn is not None and self.answering:
+        # the answer's audio, not the tail of the acknowledgement still arriving ("Okay." plays
+        # while the answer is written; with a fast transcript the two meet)
+        if turn is not None and self.answering and "first_sentence" in turn.stages:
             turn.mark("tts_first_audio", at)
 
     async def _on_bot_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:

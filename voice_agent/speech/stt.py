@@ -2,10 +2,9 @@
 
 The whole decode (``transcribe`` plus iterating its lazy segment generator) finishes inside a
 worker thread, so a long utterance never blocks the event loop. Decoding is a beam search at
-``temperature=0`` with the language fixed, over Whisper's 30 s window (or, with
-``window_padding_secs`` set, first over the audio and that much after it, a third of the time,
-and again over the whole window when that reading is doubtful), and guarded against Whisper's
-failure modes: segments
+``temperature=0`` with the language fixed, over the caller's audio and ``window_padding_secs``
+(10 s) after it rather than Whisper's whole 30 s window (under half the time; the whole window
+again when that reading heard nothing), and guarded against Whisper's failure modes: segments
 that are probably not speech, repetition loops, and runaway token counts.
 """
 
@@ -146,9 +145,11 @@ class _WindowedWhisperModel(WhisperModel):
     faster-whisper pads every window to 30 s, and the encoder's cost grows faster than its
     length: on a 2-core CPU whisper-base encodes the full window in ~0.7 s and 10 s in ~0.1 s,
     while a phone turn lasts 2-8 s (whisper.cpp's ``audio_ctx`` does the same). Whisper was
-    trained on full windows: over a short one it now and then reads the audio twice ("And then
-    the train ID. And then the train ID.") or hears a name as no speech, which is why
-    ``WhisperEngine`` decodes such a reading again over the whole window (``doubtful``)."""
+    trained on full windows: over one that ends soon after the speech (2 s) it now and then
+    reads the audio twice ("And then the train ID. And then the train ID.") or hears a name as
+    no speech; with 10 s after the speech it reads the shared phone turns and scripted lines as
+    well as over the whole window. A reading that heard nothing is decoded again over the whole
+    window (``doubtful``)."""
 
     window_frames: int | None = None
 
@@ -187,32 +188,19 @@ def drop_repeated_sentences(text: str) -> str:
     return " ".join(sentences)
 
 
-# Chosen on the 68 real phone turns and the 211 scripted callers' lines (`bench stt`, every
-# reading decoded both ways, the rule applied afterwards): at -0.5 the short window was decoded
-# again for 122 of the scripted lines; at -0.7, with repeats the sentence drop removes accepted,
-# for 79, and WER on both sets stayed within half a point of the whole window.
-DOUBTFUL_LOGPROB = -0.7
+def doubtful(text: str, dropped: int = 0) -> bool:
+    """Whether a short-window reading needs the whole window: it has no words, or lost a segment
+    to the no-speech and compression guards (a 2 s padding once heard "It's Karen Walsh." as no
+    speech).
 
-
-def doubtful(text: str, avg_logprob: float | None, dropped: int = 0) -> bool:
-    """Whether a short-window reading needs the whole window: it has no words or lost a segment
-    to the guards (the short window heard "It's Karen Walsh." as no speech), Whisper was unsure
-    of it, or, once a sentence repeated right after itself is dropped (as every reading's is:
-    "Yes, that's right. Yes, that's right."), it still says a word or a run of words twice in a
-    row (the short window's failure: "No thanks. No thanks.", "6187 6187"; single letters and
-    digits read out may repeat)."""
-    if not _WORD_RE.search(text) or dropped:
-        return True
-    if avg_logprob is not None and avg_logprob < DOUBTFUL_LOGPROB:
-        return True
-    text = drop_repeated_sentences(text)
-    words = [_bare(w) for w in text.split()]
-    for n in range(1, len(words) // 2 + 1):
-        for i in range(len(words) - 2 * n + 1):
-            run = words[i : i + n]
-            if run == words[i + n : i + 2 * n] and any(len(w) > 1 for w in run):
-                return True
-    return False
+    Nothing else is re-decoded. With 10 s of padding, every reading of the 68 real phone turns
+    and the 211 scripted lines decoded both ways (``bench stt``, then each rule applied to the
+    pairs): re-decoding the unsure ones (mean log-prob under -0.7) or those that say a run of
+    words twice ("Time, time, time" for "5 5 5") cost a second decode on 60 of the scripted lines
+    and made WER 1 point worse on them, and no better on the phone turns; the whole window reads
+    those lines the same or worse. A sentence said twice in a row is dropped from every reading
+    (``drop_repeated_sentences``)."""
+    return not _WORD_RE.search(text) or dropped > 0
 
 
 class WhisperEngine:
@@ -323,7 +311,7 @@ class WhisperEngine:
 
     def _decode_short_first(self, audio: np.ndarray, prefix: str, prompt: str | None) -> _Decoded:
         """The audio decoded over the short window (``window_padding_secs``), then over the whole
-        30 s window when that reading is doubtful: it repeats itself, or Whisper was unsure. A
+        30 s window when that reading is doubtful: it heard nothing or lost a segment. A
         decode forced to start with words already heard (``prefix``) reads the whole window at
         once: over the short one, forced, it was sure of the very fragment errors the left
         context is there to fix ("about the mess diner source" for "about them as dinosaurs")."""
@@ -331,7 +319,7 @@ class WhisperEngine:
         if frames is None or prefix:
             return self._decode(audio, prefix, prompt)
         quick = self._decode(audio, prefix, prompt, frames=frames)
-        if not doubtful(quick.text, quick.avg_logprob, quick.dropped):
+        if not doubtful(quick.text, quick.dropped):
             return quick
         logger.debug(f"STT short-window reading doubtful ({quick.text!r}): the whole window")
         return self._decode(audio, prefix, prompt)
