@@ -158,27 +158,16 @@ async def test_speech_inside_the_least_silence_keeps_the_turn_open():
 async def test_words_left_open_keep_a_finished_sounding_turn_open_longer():
     # smart-turn judges JFK's audio finished, but Whisper wrote the words before his pause
     # open ("And so my fellow America", no full stop): the turn waits for the longer silence
-    after = await _turn_end_after(
-        "And so my fellow America",
-        1.2,
-        2.5,
+    open_words = dict(
         clip=FINISHED_CLIP,
         verdict=EndOfTurnState.COMPLETE,
         min_silence_secs=0.5,
         open_words_silence_secs=1.3,
     )
+    after = await _turn_end_after("And so my fellow America", 1.2, 2.5, **open_words)
     assert after is not None and 1.25 <= after < 1.9, after
     # ...and the caller going on inside it keeps the turn open
-    assert (
-        await _turn_end_after(
-            "And so my fellow America",
-            1.2,
-            2.5,
-            clip=FINISHED_CLIP,
-            verdict=EndOfTurnState.COMPLETE,
-            min_silence_secs=0.5,
-            open_words_silence_secs=1.3,
-            speaks_again_after=0.9,
-        )
-        is None
+    went_on = await _turn_end_after(
+        "And so my fellow America", 1.2, 2.5, speaks_again_after=0.9, **open_words
     )
+    assert went_on is None
