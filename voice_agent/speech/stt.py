@@ -2,10 +2,11 @@
 
 The whole decode (``transcribe`` plus iterating its lazy segment generator) finishes inside a
 worker thread, so a long utterance never blocks the event loop. Decoding is a beam search at
-``temperature=0`` with the language fixed, over the caller's audio and ``window_padding_secs``
-(10 s) after it rather than Whisper's whole 30 s window (under half the time; the whole window
-again when that reading heard nothing), and guarded against Whisper's failure modes: segments
-that are probably not speech, repetition loops, and runaway token counts.
+``temperature=0`` with the language fixed, over Whisper's whole 30 s window, or with
+``window_padding_secs`` set (10 s measured best) over the caller's audio and that much after it
+(under half the time; the whole window again when that reading heard nothing), and guarded
+against Whisper's failure modes: segments that are probably not speech, repetition loops, and
+runaway token counts.
 """
 
 from __future__ import annotations
