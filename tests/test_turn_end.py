@@ -7,6 +7,7 @@ import time
 
 import pytest
 from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
+from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.clocks.system_clock import SystemClock
 from pipecat.frames.frames import (
     InputAudioRawFrame,
@@ -53,7 +54,7 @@ async def _turn_end_after(
     clip=UNFINISHED_CLIP,
     verdict=EndOfTurnState.INCOMPLETE,
     min_silence_secs: float = 0.0,
-    open_words_silence_secs: float = 1.5,
+    max_silence_secs: float = 3.0,
     speaks_again_after: float | None = None,
 ):
     """Feed the strategy a caller turn smart-turn judges as ``verdict``, then its transcript
@@ -61,10 +62,10 @@ async def _turn_end_after(
     of speech the turn ended (None: not within ``wait`` seconds)."""
     tasks = TaskManager(loop=asyncio.get_running_loop())
     strategy = SentenceEndTurnStop(
-        turn_analyzer=SharedSmartTurn(),
+        # max_silence_secs: smart-turn's limit for an unfinished turn, and so for words left open
+        turn_analyzer=SharedSmartTurn(params=SmartTurnParams(stop_secs=max_silence_secs)),
         sentence_end_silence_secs=sentence_end_silence_secs,
         min_silence_secs=min_silence_secs,
-        open_words_silence_secs=open_words_silence_secs,
     )
     await strategy.setup(
         FrameProcessorSetup(
@@ -162,7 +163,7 @@ async def test_words_left_open_keep_a_finished_sounding_turn_open_longer():
         clip=FINISHED_CLIP,
         verdict=EndOfTurnState.COMPLETE,
         min_silence_secs=0.5,
-        open_words_silence_secs=1.3,
+        max_silence_secs=1.3,
     )
     after = await _turn_end_after("And so my fellow America", 1.2, 2.5, **open_words)
     assert after is not None and 1.25 <= after < 1.9, after

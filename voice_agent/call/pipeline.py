@@ -230,8 +230,6 @@ def make_context_aggregators(
                 settings.turn_sentence_end_silence_secs if settings.turn_end_at_sentence else None
             ),
             min_silence_secs=settings.turn_min_silence_secs,
-            # words left open ("And so my fellow America") wait as long as "not finished" does
-            open_words_silence_secs=settings.turn_max_silence_secs,
         )
         strategy.on_turn_complete = on_turn_complete
         stop: list[BaseUserTurnStopStrategy] = [strategy]

@@ -11,9 +11,9 @@ a train to Cambridge." or "...is that right?") and the caller has stayed silent 
 
 The turn also never ends before ``min_silence_secs`` of silence, even when smart-turn judged it
 finished and the transcript is in; and when the transcript leaves its words open (no full stop,
-"?" or "!": "And so my fellow America", "555 0212"), not before ``open_words_silence_secs``
-(smart-turn's own limit), whatever smart-turn said: the two witnesses must agree for an early end.
-A slow decode used to be that floor by accident (a
+"?" or "!": "And so my fellow America", "555 0212"), not before smart-turn's own limit for an
+unfinished turn (its ``stop_secs``), whatever smart-turn said: the two witnesses must agree
+for an early end. A slow decode used to be that floor by accident (a
 whole-window decode lands ~1.1 s after the caller stops; a pause shorter than that always
 outlasted it); a fast one (a short window, a GPU) lands in ~0.5 s, inside the pauses callers
 make mid-utterance ("And so, my fellow Americans, [1.1 s] ask not ..."). Measured on the shared
@@ -29,6 +29,7 @@ import asyncio
 import re
 import time
 
+from pipecat.audio.turn.smart_turn.base_smart_turn import SmartTurnParams
 from pipecat.frames.frames import TranscriptionFrame, VADUserStoppedSpeakingFrame
 
 from voice_agent.call.acknowledgement import AcknowledgingTurnStop
@@ -55,20 +56,18 @@ class SentenceEndTurnStop(AcknowledgingTurnStop):
     that ends a sentence ends the turn after ``sentence_end_silence_secs`` of silence, even when
     smart-turn judged the audio unfinished (``None`` turns that off); and no turn ends before
     ``min_silence_secs`` of silence (0: as soon as smart-turn and the transcript allow), or
-    before ``open_words_silence_secs`` when the transcript leaves its words open."""
+    before smart-turn's limit for an unfinished turn when the transcript leaves its words open."""
 
     def __init__(
         self,
         *args,
         sentence_end_silence_secs: float | None = 1.2,
         min_silence_secs: float = 0.8,
-        open_words_silence_secs: float = 1.5,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._sentence_end_silence_secs = sentence_end_silence_secs
         self._min_silence_secs = min_silence_secs
-        self._open_words_silence_secs = open_words_silence_secs
         self._speech_ended_at: float | None = None  # wall clock, as VAD frames carry it
         self._sentence_end_task: asyncio.Task | None = None
         self._floor_task: asyncio.Task | None = None
@@ -97,8 +96,13 @@ class SentenceEndTurnStop(AcknowledgingTurnStop):
         if self._speech_ended_at is None or self._vad_user_speaking:
             return 0.0  # no VAD stop to count from (a transcript-only turn)
         floor = self._min_silence_secs
-        if self._text.strip() and not ends_a_sentence(self._text):
-            floor = max(floor, self._open_words_silence_secs)
+        params = self._turn_analyzer.params
+        if (
+            isinstance(params, SmartTurnParams)
+            and self._text.strip()
+            and not ends_a_sentence(self._text)
+        ):
+            floor = max(floor, params.stop_secs)
         return floor - (time.time() - self._speech_ended_at)
 
     async def _stop_after_floor(self, secs: float, kwargs: dict) -> None:
