@@ -18,7 +18,7 @@ from pipecat.observers.base_observer import FramePushed
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voice_agent.call.turn_recorder import TurnRecorder
-from voice_agent.records import TurnRecord
+from voice_agent.records import TurnKind, TurnRecord
 
 
 def recording(defer_overlaps: bool = True):
@@ -229,3 +229,58 @@ async def test_long_speech_over_the_agent_interrupts_it_while_the_caller_talks()
     assert second.user_text == "No, I don't have a VPN app at all."
     st = second.stages
     assert st["speech_start"] < first.stages["bot_done"] < st["speech_end"] < st["stt_done"]
+
+
+async def test_a_caller_going_on_into_the_first_words_of_the_answer_keeps_one_turn():
+    """The turn ended at a pause and its answer began to play, when the caller went on: too soon
+    to be a reply to it, so the turn is the whole sentence and its answer the one to all of it.
+    Until the caller's words come, the cut answer is what would be said again."""
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("And so my fellow Americans.", "caller", "now"))
+    await recorder.open_bot_turn(TurnKind.REPLY, "Could you tell me the problem again?")
+    await push(TTSStartedFrame())
+    await push(BotStartedSpeakingFrame())
+    await push(VADUserStartedSpeakingFrame(), after_secs=0.4)  # the caller goes on
+    await push(InterruptionFrame(), after_secs=1.0)  # a second of it cuts the agent off
+    await push(BotStoppedSpeakingFrame())
+    assert recorder.reply_cut_off() == "Could you tell me the problem again?"
+    await push(VADUserStoppedSpeakingFrame(), after_secs=2.0)
+    await push(TranscriptionFrame("ask not what your country can do for you.", "caller", "now"))
+    assert recorder.reply_cut_off() is None
+    await push(LLMFullResponseStartFrame())
+    await push(LLMTextFrame("How can I help you today?"))
+    await push(LLMFullResponseEndFrame())
+    await push(TTSStartedFrame())
+    await push(TTSAudioRawFrame(b"\0\0" * 160, 8000, 1))
+    await push(BotStartedSpeakingFrame())
+    await push(BotStoppedSpeakingFrame())
+    await recorder.flush()
+
+    (turn,) = stored
+    assert turn.user_text == "And so my fellow Americans. ask not what your country can do for you."
+    assert turn.bot_text == "How can I help you today?" and not turn.interrupted
+    st = turn.stages
+    assert st["speech_end"] < st["stt_done"] < st["answer_audio_out"]
+    assert st["answer_audio_out"] - st["speech_end"] < 1.0  # from the end of all of it
+
+
+async def test_speech_once_the_answer_is_heard_is_a_turn_of_its_own():
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("My laptop will not start.", "caller", "now"))
+    await recorder.open_bot_turn(TurnKind.REPLY, "Is this about: computer won't start?")
+    await push(BotStartedSpeakingFrame())
+    await push(VADUserStartedSpeakingFrame(), after_secs=0.8)  # "no, it..." over the question
+    await push(InterruptionFrame(), after_secs=1.0)
+    await push(BotStoppedSpeakingFrame())
+    assert recorder.reply_cut_off() == "Is this about: computer won't start?"
+    await push(VADUserStoppedSpeakingFrame(), after_secs=1.0)
+    await push(TranscriptionFrame("No, it starts but the screen stays black.", "caller", "now"))
+    await recorder.flush()
+
+    first, second = stored
+    assert first.interrupted and first.user_text == "My laptop will not start."
+    assert second.user_text == "No, it starts but the screen stays black."

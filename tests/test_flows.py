@@ -437,3 +437,24 @@ async def test_a_security_incident_escalates_whatever_the_words(small_engines, s
     await lost.say("This is Mark Davis. My work laptop was lost in transit.")
     (ticket,) = lost.tickets()
     assert ticket["category"] == "security" and ticket["priority"] in ("P1", "P2")
+
+
+async def test_a_decision_taken_back_is_as_if_only_the_whole_turn_was_said(
+    small_engines, store, call
+):
+    """The caller paused mid-sentence and the first half was decided on; they went on, so the
+    conversation goes back to its checkpoint and decides on all of it: the same answer and state
+    as a call where the sentence came whole."""
+    whole = "Dana Whitfield here. My laptop will not connect to the VPN from home."
+    before = call.conversation.checkpoint()
+    await call.say("Dana Whitfield here. My laptop")
+    assert call.conversation.state != before  # the half was acted on (the caller's name)
+    call.conversation.rollback(before)
+    assert call.conversation.state == before
+    reply = await call.say(whole)
+
+    fresh = await Call(small_engines, store).start()
+    expected = await fresh.say(whole)
+    assert reply.say == expected.say and "VPN" in reply.say
+    assert call.conversation.state.keys() == fresh.conversation.state.keys()
+    assert call.conversation.state["awaiting"] == fresh.conversation.state["awaiting"]

@@ -103,13 +103,25 @@ class TurnRecord:
         if overwrite or stage not in self.stages:
             self.stages[stage] = at
 
-    def discard_unheard_reply(self) -> None:
-        """The caller went on talking before any reply audio played: that reply never happened."""
-        if "answer_audio_out" in self.stages:
-            return
-        for stage in ("llm_first_token", "first_sentence", "tts_first_audio", "first_audio_out"):
+    def discard_reply(self) -> None:
+        """The caller went on with this turn before its reply could answer it (nothing played,
+        or only its first words: ``TurnRecorder`` decides): that reply never happened, and the
+        turn's answer is the one to the whole of what the caller said."""
+        for stage in (
+            "triage_done",
+            "lookup_done",
+            "llm_first_token",
+            "first_sentence",
+            "tts_first_audio",
+            "first_audio_out",
+            "answer_audio_out",
+            "bot_done",
+            "reply_heard",
+            "answer_held",
+        ):
             self.stages.pop(stage, None)
         self.bot_text = ""
+        self.interrupted = False
         self.prompt_tokens = self.completion_tokens = None
         self.citations = []
         self.understood = None

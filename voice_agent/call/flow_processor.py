@@ -35,13 +35,36 @@ class TurnNote:
         return self.text
 
 
+@dataclass
+class Decided:
+    """The last caller turn decided on: where its words start in the context, and the
+    conversation as it was before (``checkpoint``), to take the decision back when the caller
+    turns out to have gone on with that turn."""
+
+    turn: int | None  # the call's turn index (``TurnRecorder``), None when unknown
+    first_message: int  # index of the turn's first user message in the context
+    checkpoint: Any
+    reversible: bool = True  # no ticket opened, no transfer or hang-up under way
+
+
 class HelpdeskFlowProcessor(FrameProcessor):
+    """Hands each finished caller turn to the conversation, and speaks or passes on its answer.
+
+    A caller who goes on after the turn ended (a pause mid-sentence, before its answer could be
+    heard: ``TurnRecorder`` keeps such speech in the same turn, ``turn_index`` says which) gets
+    one answer to all they said: the decision on the first part is taken back (``rollback`` to
+    the ``checkpoint`` made before it) unless it opened a ticket or began a transfer or a
+    hang-up, and the parts become one user message in the context."""
+
     def __init__(
         self,
         decide: Callable[[str, float | None], Awaitable[Reply]],
         note: TurnNote,
         *,
         heard: Callable[[], HeardTurn] = HeardTurn,
+        turn_index: Callable[[], int | None] = lambda: None,
+        checkpoint: Callable[[], Any] = lambda: None,
+        rollback: Callable[[Any], None] = lambda checkpoint: None,
         on_reply: Callable[[Reply], None] = lambda reply: None,
         on_say: Callable[[str], Awaitable[None]] | None = None,
         transfer: Callable[[], Coroutine[Any, Any, None]] | None = None,
@@ -51,11 +74,15 @@ class HelpdeskFlowProcessor(FrameProcessor):
         self._decide = decide
         self._note = note
         self._heard = heard
+        self._turn_index = turn_index
+        self._checkpoint = checkpoint
+        self._rollback = rollback
         self._on_reply = on_reply
         self._on_say = on_say
         self._transfer = transfer
         self._hang_up = hang_up
         self._handled_user_turns = 0
+        self._decided: Decided | None = None
         self._transfer_task: asyncio.Task | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -64,11 +91,27 @@ class HelpdeskFlowProcessor(FrameProcessor):
             await self.push_frame(frame, direction)
             return
         messages = frame.context.get_messages()
-        user_turns = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
-        if user_turns == self._handled_user_turns:  # not a new caller turn: nothing to decide
+        users = [i for i, m in enumerate(messages) if _role(m) == "user"]
+        if len(users) == self._handled_user_turns:  # not a new caller turn: nothing to decide
             await self.push_frame(frame, direction)
             return
-        self._handled_user_turns = user_turns
+        turn = self._turn_index()
+        decided = self._decided
+        if decided is not None and turn is not None and decided.turn == turn and decided.reversible:
+            # the caller went on with the turn decided last: decide again on all of it
+            logger.info("the caller went on with their turn: one answer to all of it")
+            self._rollback(decided.checkpoint)
+            first = decided.first_message
+        else:
+            # normally one new message; more when a turn's words were never decided on (its
+            # context frame was dropped when the caller went on)
+            first = users[self._handled_user_turns]
+        if first != users[-1]:
+            messages = _one_user_message(messages, first)
+            frame.context.set_messages(messages)
+        users = [i for i, m in enumerate(messages) if _role(m) == "user"]
+        self._handled_user_turns = len(users)
+        self._decided = Decided(turn, users[-1], self._checkpoint(), reversible=False)
         said = last_user_text(messages)
         heard = self._heard()
         try:
@@ -76,6 +119,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
         except Exception as e:  # the caller hears something, never dead air
             logger.exception(f"conversation failed on {said!r}")
             reply = Reply(say=prompts.TROUBLE, error=f"{ErrorCode.FLOW_FAILED}:{type(e).__name__}")
+        self._decided.reversible = not (reply.ticket or reply.transfer or reply.end_call)
         self._note.text = reply.note
         if heard.logprob is not None:
             reply.understood["heard_logprob"] = heard.logprob
@@ -95,11 +139,29 @@ class HelpdeskFlowProcessor(FrameProcessor):
             await self._hang_up()
 
 
+def _role(message: object) -> str | None:
+    return message.get("role") if isinstance(message, dict) else None
+
+
+def _text(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def _one_user_message(messages: list, first: int) -> list:
+    """The context with the caller's messages from ``first`` on joined into one, last, and the
+    agent's replies between them (cut off before the caller could hear them) left out; the
+    flow's own messages (a node's task) stay."""
+    said = [_text(m) for m in messages[first:] if _role(m) == "user"]
+    kept = [m for m in messages[first:] if _role(m) not in ("user", "assistant", "tool")]
+    joined = {"role": "user", "content": " ".join(t.strip() for t in said if t.strip())}
+    return [*messages[:first], *kept, joined]
+
+
 def last_user_text(messages: list) -> str:
     for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content or "")
+        if _role(message) == "user":
+            return _text(message)
     return ""

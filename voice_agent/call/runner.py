@@ -170,6 +170,10 @@ class Call:
                 self.answer,
                 self._note,
                 heard=self._heard.take,
+                turn_index=self.turn_index,
+                # the conversation is made below, once the worker its flow manager needs exists
+                checkpoint=lambda: self.conversation.checkpoint(),
+                rollback=lambda checkpoint: self.conversation.rollback(checkpoint),
                 on_reply=self.on_reply,
                 on_say=lambda text: self.recorder.open_bot_turn(TurnKind.REPLY, text),
                 transfer=self.transfer,
@@ -344,6 +348,11 @@ class Call:
         await self._update_record(outcome=Outcome.TRANSFERRED)
 
     # -- what the caller does ----------------------------------------------------------------
+    def turn_index(self) -> int | None:
+        """The caller's turn being answered (the same one when they went on after a pause)."""
+        turn = self.recorder.current
+        return turn.index if turn is not None else None
+
     async def answer(self, said: str, heard_logprob: float | None) -> Reply:
         """The caller's finished turn, decided on by the conversation."""
         return await self.conversation.handle(said, heard_logprob=heard_logprob)
@@ -362,12 +371,12 @@ class Call:
         """The caller's speech cut the agent off and was nothing to answer (no words, or a long
         "mm-hm"): say again what of the cut reply the caller did not hear. False when there is
         nothing to resume (the caller's words are then handled as usual)."""
-        cut = self.recorder.turns[-1] if self.recorder.turns else None
-        if cut is None or not cut.interrupted:
+        cut = self.recorder.reply_cut_off()
+        if cut is None:
             return False
         skip = (*prompts.ACKNOWLEDGEMENTS, prompts.HOLD_ON)
         heard = last_agent_words(self._context.get_messages()) or ""
-        rest = unheard_rest(cut.bot_text, heard, skip=skip)
+        rest = unheard_rest(cut, heard, skip=skip)
         if not rest:
             return False
         self.log.info(f"{result.text or 'no words'!r} cut the agent off; it resumes: {rest!r}")

@@ -75,6 +75,12 @@ def error_code(frame: ErrorFrame) -> str:
     return error_code_of(frame.exception)
 
 
+# Speech that begins less than this after the answer began playing cannot be a reply to it (a
+# person needs the answer's first words, and a few tenths of a second more, to react): it goes on
+# with the caller's turn, which then gets one answer to all of it. The VAD reports speech
+# vad_start_secs (0.2 s) after it began, so this is ~0.4 s of the answer heard.
+GOING_ON_SECS = 0.6
+
 TurnSink = Callable[[TurnRecord], Awaitable[None]]
 FrameHandler = Callable[[Any, "TurnRecord | None", float], Awaitable[None]]
 
@@ -138,6 +144,8 @@ class TurnRecorder(BaseObserver):
         self._bot_speaking = False
         self._caller_speaking = False
         self._acked_turn: int | None = None  # the turn "Okay." was said for
+        # what the agent had begun to say when the caller went on with their turn over it
+        self.cut_reply: str | None = None
         self._holding = False  # a holding phrase is playing: its audio is not the answer
         self._answer_during_hold = False  # the answer's words came while it played
         self.turns: list[TurnRecord] = []
@@ -232,6 +240,14 @@ class TurnRecorder(BaseObserver):
             return 0.0
         return turn.stages.get("speech_end", time.time()) - turn.stages["speech_start"]
 
+    def reply_cut_off(self) -> str | None:
+        """What the agent was saying when the caller's latest speech cut it off (the reply it
+        went on over, or the last turn's when it was interrupted); None when it was not."""
+        if self.cut_reply is not None:
+            return self.cut_reply
+        last = self.turns[-1] if self.turns else None
+        return last.bot_text if last is not None and last.interrupted else None
+
     def note_error(self, code: str) -> None:
         turn = self._turn or self._open(TurnKind.FALLBACK)
         turn.error_code = turn.error_code or code
@@ -257,6 +273,7 @@ class TurnRecorder(BaseObserver):
         self._turn = turn
         self._phase = TurnPhase.LISTENING
         self._holding = self._answer_during_hold = False
+        self.cut_reply = None
         return turn
 
     async def _close(self) -> None:
@@ -310,16 +327,14 @@ class TurnRecorder(BaseObserver):
     async def _caller_takes_turn(
         self, turn: TurnRecord | None, *, speech_start: float, agent_stopped: float
     ) -> TurnRecord:
-        if (
-            turn is not None
-            and turn.kind == TurnKind.REPLY
-            and "answer_audio_out" not in turn.stages
-            and "speech_start" in turn.stages
-        ):
-            # the caller went on after a pause, maybe over the acknowledgement and while an
-            # answer was being made: no answer was heard, so it is the same turn (its unheard
-            # reply is discarded below), and the end of it may be acknowledged again
+        if self._goes_on(turn, speech_start):
+            # the caller went on after a pause (over the acknowledgement, while an answer was
+            # made, or into its first words): the same turn, whose reply is discarded below,
+            # and whose end may be acknowledged again
+            assert turn is not None
             self._acked_turn = None
+            if self._bot_speaking or "answer_audio_out" in turn.stages:
+                self.cut_reply = turn.bot_text  # said again if the caller said nothing after all
         elif turn is not None and (self._bot_speaking or "answer_audio_out" in turn.stages):
             if self._bot_speaking:
                 turn.interrupted = True
@@ -329,10 +344,18 @@ class TurnRecorder(BaseObserver):
         if turn is None:
             turn = self._open(TurnKind.REPLY)
         elif turn.kind == TurnKind.REPLY:
-            turn.discard_unheard_reply()
+            turn.discard_reply()
             self._phase = TurnPhase.LISTENING
         turn.mark("speech_start", speech_start)
         return turn
+
+    def _goes_on(self, turn: TurnRecord | None, speech_start: float) -> bool:
+        """Whether speech that began at ``speech_start`` continues the caller's turn: it began
+        before the turn's answer could be heard (``GOING_ON_SECS`` into its audio at most)."""
+        if turn is None or turn.kind != TurnKind.REPLY or "speech_start" not in turn.stages:
+            return False
+        answered = turn.stages.get("answer_audio_out")
+        return answered is None or speech_start < answered + GOING_ON_SECS
 
     async def _on_caller_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self._caller_speaking = False
@@ -356,6 +379,7 @@ class TurnRecorder(BaseObserver):
         turn = turn or self._open(TurnKind.REPLY)
         turn.user_text = (turn.user_text + " " + frame.text).strip()
         turn.mark("stt_done", at, overwrite=True)
+        self.cut_reply = None  # the caller's words went on with the turn: it is answered anew
 
     async def _on_turn_end(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         if turn is not None:

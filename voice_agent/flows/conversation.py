@@ -20,6 +20,7 @@ the agent understood and can correct it.
 
 from __future__ import annotations
 
+import copy
 import time
 
 from pipecat.flows import FlowManager
@@ -67,6 +68,17 @@ class HelpdeskConversation:
         """The form of the answer to the agent's last question, for the speech recogniser."""
         awaiting = self.state.get("awaiting")
         return EXPECTED_ANSWERS.get(awaiting, Expected.SPEECH) if awaiting else Expected.SPEECH
+
+    def checkpoint(self) -> dict:
+        """What the conversation knows now, to go back to (``rollback``) when a decision made
+        on part of what the caller said is taken back."""
+        return copy.deepcopy(self.state)
+
+    def rollback(self, checkpoint: dict) -> None:
+        """Back to what it knew at ``checkpoint``. The node (the model's task and tools) stays:
+        the next decision sets it again where it moves."""
+        self.state.clear()
+        self.state.update(copy.deepcopy(checkpoint))
 
     async def start(self) -> None:
         await self.flow.initialize(nodes.greeting_node(self.functions))
