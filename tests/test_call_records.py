@@ -11,6 +11,7 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSStartedFrame,
     UserBackchannelFrame,
+    UserStoppedSpeakingFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
@@ -284,3 +285,34 @@ async def test_speech_once_the_answer_is_heard_is_a_turn_of_its_own():
     first, second = stored
     assert first.interrupted and first.user_text == "My laptop will not start."
     assert second.user_text == "No, it starts but the screen stays black."
+
+
+async def test_an_answer_that_plays_over_a_caller_going_on_is_not_their_turns_answer():
+    """The caller went on while the answer to their first words was being made; it began to
+    play over them before their speech cut it off: it answered half the turn, so it is dropped,
+    and the answer to all of it is the turn's."""
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("My printer says", "caller", "now"))
+    await push(LLMFullResponseStartFrame())
+    await push(VADUserStartedSpeakingFrame(), after_secs=0.5)  # the caller goes on
+    await push(LLMTextFrame("Printers often jam."))
+    await push(LLMFullResponseEndFrame())
+    await push(BotStartedSpeakingFrame())  # ...and the half answer plays over them
+    await push(InterruptionFrame(), after_secs=0.6)  # until their speech cuts it off
+    await push(BotStoppedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame(), after_secs=1.0)
+    await push(TranscriptionFrame("it is offline.", "caller", "now"))
+    await push(UserStoppedSpeakingFrame())
+    await push(LLMFullResponseStartFrame())
+    await push(LLMTextFrame("Let's check the cable."))
+    await push(LLMFullResponseEndFrame())
+    await push(BotStartedSpeakingFrame())
+    await push(BotStoppedSpeakingFrame())
+    await recorder.flush()
+
+    (turn,) = stored
+    assert turn.user_text == "My printer says it is offline."
+    assert turn.bot_text == "Let's check the cable." and not turn.interrupted
+    assert turn.stages["answer_audio_out"] > turn.stages["stt_done"]

@@ -400,6 +400,36 @@ async def _over_the_greeting(
     return report, store.get_call(report["call_id"])
 
 
+async def test_a_caller_who_pauses_mid_sentence_and_goes_on_gets_one_answer(
+    small_engines, store, tmp_path
+):
+    """ "This is Dana Whitfield." [a second's pause] "My laptop will not connect to the VPN.":
+    the pause may end the turn (a fast transcript ends a sentence there) and its answer begin,
+    but the caller goes on before it can be heard, so the turn is the whole of it, the first
+    answer is taken back, and the agent answers the problem."""
+    voice = CallerVoice("en-us+m3")
+    pause = np.zeros(8000, dtype=np.int16)  # 1.0 s at 8 kHz
+    said = np.concatenate(
+        [
+            voice.say("This is Dana Whitfield."),
+            pause,
+            voice.say("My laptop will not connect to the VPN."),
+        ]
+    )
+    clip = write_wav(tmp_path / "caller" / "paused.wav", said.tobytes(), 8000)
+    report = await simulate_call([clip], engines=small_engines, store=store, out_dir=tmp_path)
+    call = store.get_call(report["call_id"])
+    turns = [t for t in call["turns"] if t["user_text"]]
+    assert len(turns) == 1, call["turns"]
+    (turn,) = turns
+    # both parts (espeak-ng's "Dana Whitfield" reads as other words: "They've been playing
+    # with seal."), and the answer is the problem's: triaged, then the caller's name asked for
+    heard = turn["user_text"].lower()
+    assert "vpn" in heard and not heard.startswith("my laptop"), turn
+    assert call["category"] == "network", call
+    assert turn["bot_text"].strip() and turn["understood"]["act"] == "problem", turn
+
+
 async def test_a_backchannel_over_the_agent_does_not_cut_it_off(small_engines, tmp_path):
     full = len(prompts.greeting(small_engines.settings.company_name).split())
     # "Okay.": espeak-ng's "Mm-hmm." is a hum Whisper once read as other words

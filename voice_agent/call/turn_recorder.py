@@ -146,6 +146,9 @@ class TurnRecorder(BaseObserver):
         self._acked_turn: int | None = None  # the turn "Okay." was said for
         # what the agent had begun to say when the caller went on with their turn over it
         self.cut_reply: str | None = None
+        # the caller went on with their turn while its answer was under way: that answer, if
+        # it plays before their speech cuts it off, answers only the first part
+        self._going_on = False
         self._holding = False  # a holding phrase is playing: its audio is not the answer
         self._answer_during_hold = False  # the answer's words came while it played
         self.turns: list[TurnRecord] = []
@@ -274,6 +277,7 @@ class TurnRecorder(BaseObserver):
         self._phase = TurnPhase.LISTENING
         self._holding = self._answer_during_hold = False
         self.cut_reply = None
+        self._going_on = False
         return turn
 
     async def _close(self) -> None:
@@ -333,6 +337,7 @@ class TurnRecorder(BaseObserver):
             # and whose end may be acknowledged again
             assert turn is not None
             self._acked_turn = None
+            self._going_on = True
             if self._bot_speaking or "answer_audio_out" in turn.stages:
                 self.cut_reply = turn.bot_text  # said again if the caller said nothing after all
         elif turn is not None and (self._bot_speaking or "answer_audio_out" in turn.stages):
@@ -382,6 +387,7 @@ class TurnRecorder(BaseObserver):
         self.cut_reply = None  # the caller's words went on with the turn: it is answered anew
 
     async def _on_turn_end(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
+        self._going_on = False
         if turn is not None:
             turn.mark("turn_end", at, overwrite=True)
 
@@ -448,6 +454,11 @@ class TurnRecorder(BaseObserver):
             if overlap.text:
                 turn.user_text = (turn.user_text + " " + overlap.text).strip()
                 turn.mark("stt_done", overlap.stt_done or at, overwrite=True)
+        elif turn is not None and self._going_on:
+            if self._bot_speaking or "answer_audio_out" in turn.stages:
+                self.cut_reply = turn.bot_text
+            turn.discard_reply()  # it played over the caller going on: it never happened
+            self._phase = TurnPhase.LISTENING
         elif turn is not None and self._bot_speaking:
             turn.interrupted = True
         # a holding phrase cut off (or dropped before it played): what plays next is no hold
