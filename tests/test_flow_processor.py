@@ -120,3 +120,23 @@ async def test_words_never_decided_on_are_decided_with_the_next():
     await run_test(processor(conversation, [5]), frames_to_send=[LLMContextFrame(both)])
     assert conversation.heard == ["My printer says it is offline."]
     assert both.get_messages()[-1] == {"role": "user", "content": "My printer says it is offline."}
+
+
+async def test_what_the_model_did_with_a_function_is_not_taken_back():
+    """The model answered the first part by calling one of the flow's functions (an
+    OpenAI-compatible server offers them): that stands; what the caller went on with is
+    decided on by itself."""
+    conversation = Conversation(Reply(), Reply(say="Sure."))
+    first = context(GREETING, ("user", "Open a ticket for my printer."))
+    went_on = context(
+        GREETING,
+        ("user", "Open a ticket for my printer."),
+        ("tool", '{"say": "Your ticket is INC0000013."}'),
+        ("user", "It is on the third floor."),
+    )
+    await run_test(
+        processor(conversation, [2, 2]),
+        frames_to_send=[LLMContextFrame(first), LLMContextFrame(went_on)],
+    )
+    assert conversation.rollbacks == []
+    assert conversation.heard == ["Open a ticket for my printer.", "It is on the third floor."]

@@ -97,7 +97,14 @@ class HelpdeskFlowProcessor(FrameProcessor):
             return
         turn = self._turn_index()
         decided = self._decided
-        if decided is not None and turn is not None and decided.turn == turn and decided.reversible:
+        if (
+            decided is not None
+            and turn is not None
+            and decided.turn == turn
+            and decided.reversible
+            # a function the model called on the first part (a ticket, a transfer) stands
+            and not any(_role(m) == "tool" for m in messages[decided.first_message :])
+        ):
             # the caller went on with the turn decided last: decide again on all of it
             logger.info("the caller went on with their turn: one answer to all of it")
             self._rollback(decided.checkpoint)

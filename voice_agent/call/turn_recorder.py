@@ -454,6 +454,7 @@ class TurnRecorder(BaseObserver):
             if overlap.text:
                 turn.user_text = (turn.user_text + " " + overlap.text).strip()
                 turn.mark("stt_done", overlap.stt_done or at, overwrite=True)
+                self.cut_reply = None  # words: the turn is answered anew
         elif turn is not None and self._going_on:
             if self._bot_speaking or "answer_audio_out" in turn.stages:
                 self.cut_reply = turn.bot_text
