@@ -44,6 +44,17 @@ def recording(defer_overlaps: bool = True):
     return recorder, stored, push
 
 
+async def _model_answers(push, text: str) -> None:
+    """The model's answer to the caller's turn, written, synthesized and played to the end."""
+    await push(LLMFullResponseStartFrame())
+    await push(LLMTextFrame(text))
+    await push(LLMFullResponseEndFrame())
+    await push(TTSStartedFrame())
+    await push(TTSAudioRawFrame(b"\0\0" * 160, 8000, 1))
+    await push(BotStartedSpeakingFrame())
+    await push(BotStoppedSpeakingFrame())
+
+
 async def test_an_answer_after_the_acknowledgement_is_stored_as_its_own_words():
     recorder, stored, push = recording()
 
@@ -103,13 +114,7 @@ async def test_a_caller_going_on_over_the_acknowledgement_keeps_one_turn():
     await push(LLMFullResponseEndFrame())
     await push(VADUserStoppedSpeakingFrame(), after_secs=1.5)
     await push(TranscriptionFrame("it is offline.", "caller", "now"))
-    await push(LLMFullResponseStartFrame())
-    await push(LLMTextFrame("Let's check the cable."))
-    await push(LLMFullResponseEndFrame())
-    await push(TTSStartedFrame())
-    await push(TTSAudioRawFrame(b"\0\0" * 160, 8000, 1))
-    await push(BotStartedSpeakingFrame())
-    await push(BotStoppedSpeakingFrame())
+    await _model_answers(push, "Let's check the cable.")
     await recorder.flush()
 
     (turn,) = stored
@@ -250,13 +255,7 @@ async def test_a_caller_going_on_into_the_first_words_of_the_answer_keeps_one_tu
     await push(VADUserStoppedSpeakingFrame(), after_secs=2.0)
     await push(TranscriptionFrame("ask not what your country can do for you.", "caller", "now"))
     assert recorder.reply_cut_off() is None
-    await push(LLMFullResponseStartFrame())
-    await push(LLMTextFrame("How can I help you today?"))
-    await push(LLMFullResponseEndFrame())
-    await push(TTSStartedFrame())
-    await push(TTSAudioRawFrame(b"\0\0" * 160, 8000, 1))
-    await push(BotStartedSpeakingFrame())
-    await push(BotStoppedSpeakingFrame())
+    await _model_answers(push, "How can I help you today?")
     await recorder.flush()
 
     (turn,) = stored

@@ -107,18 +107,7 @@ class TurnRecord:
         """The caller went on with this turn before its reply could answer it (nothing played,
         or only its first words: ``TurnRecorder`` decides): that reply never happened, and the
         turn's answer is the one to the whole of what the caller said."""
-        for stage in (
-            "triage_done",
-            "lookup_done",
-            "llm_first_token",
-            "first_sentence",
-            "tts_first_audio",
-            "first_audio_out",
-            "answer_audio_out",
-            "bot_done",
-            "reply_heard",
-            "answer_held",
-        ):
+        for stage in STAGES[STAGES.index("triage_done") :]:  # what answering it did
             self.stages.pop(stage, None)
         self.bot_text = ""
         self.interrupted = False
