@@ -92,7 +92,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
             return
         messages = frame.context.get_messages()
         users = [i for i, m in enumerate(messages) if _role(m) == "user"]
-        if len(users) == self._handled_user_turns:  # not a new caller turn: nothing to decide
+        if len(users) in (0, self._handled_user_turns):  # no new caller turn: nothing to decide
             await self.push_frame(frame, direction)
             return
         turn = self._turn_index()
@@ -112,7 +112,7 @@ class HelpdeskFlowProcessor(FrameProcessor):
         else:
             # normally one new message; more when a turn's words were never decided on (its
             # context frame was dropped when the caller went on)
-            first = users[self._handled_user_turns]
+            first = (users[self._handled_user_turns :] or users[-1:])[0]
         if first != users[-1]:
             messages = _one_user_message(messages, first)
             frame.context.set_messages(messages)
