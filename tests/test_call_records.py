@@ -273,7 +273,7 @@ async def test_speech_once_the_answer_is_heard_is_a_turn_of_its_own():
     await push(TranscriptionFrame("My laptop will not start.", "caller", "now"))
     await recorder.open_bot_turn(TurnKind.REPLY, "Is this about: computer won't start?")
     await push(BotStartedSpeakingFrame())
-    await push(VADUserStartedSpeakingFrame(), after_secs=0.8)  # "no, it..." over the question
+    await push(VADUserStartedSpeakingFrame(), after_secs=1.2)  # "no, it..." over the question
     await push(InterruptionFrame(), after_secs=1.0)
     await push(BotStoppedSpeakingFrame())
     assert recorder.reply_cut_off() == "Is this about: computer won't start?"
@@ -315,3 +315,28 @@ async def test_an_answer_that_plays_over_a_caller_going_on_is_not_their_turns_an
     assert turn.user_text == "My printer says it is offline."
     assert turn.bot_text == "Let's check the cable." and not turn.interrupted
     assert turn.stages["answer_audio_out"] > turn.stages["stt_done"]
+
+
+async def test_going_on_is_counted_from_an_acknowledgement_the_answer_followed():
+    """ "Okay." began playing just after the answer was decided, and the answer followed it in
+    one stretch, stamped at the "Okay.": a caller going on 0.9 s later (JFK after his pause, as
+    CI's loaded CPU reported it) had heard little or none of the answer, and keeps the turn."""
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("And so my fellow Americans.", "caller", "now"))
+    recorder.start_ack("Okay.")
+    await push(UserStoppedSpeakingFrame(), after_secs=0.5)  # the turn's end
+    await recorder.open_bot_turn(TurnKind.REPLY, "Sorry, I didn't quite catch that.")
+    await push(BotStartedSpeakingFrame())  # the "Okay.", then the answer
+    await push(VADUserStartedSpeakingFrame(), after_secs=0.9)  # the caller goes on
+    await push(InterruptionFrame(), after_secs=1.0)
+    await push(BotStoppedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame(), after_secs=2.0)
+    await push(TranscriptionFrame("ask not what your country can do for you.", "caller", "now"))
+    await _model_answers(push, "How can I help you today?")
+    await recorder.flush()
+
+    (turn,) = stored
+    assert turn.user_text == "And so my fellow Americans. ask not what your country can do for you."
+    assert turn.bot_text == "How can I help you today?"

@@ -401,12 +401,15 @@ async def _over_the_greeting(
 
 
 async def test_a_caller_who_pauses_mid_sentence_and_goes_on_gets_one_answer(
-    small_engines, store, tmp_path
+    small_engines, store, tmp_path, monkeypatch
 ):
     """ "This is Dana Whitfield." [a second's pause] "My laptop will not connect to the VPN.":
     the pause may end the turn (a fast transcript ends a sentence there) and its answer begin,
     but the caller goes on before it can be heard, so the turn is the whole of it, the first
     answer is taken back, and the agent answers the problem."""
+    # the short window: its transcript is in before the pause is over (the whole window's,
+    # ~1.1 s after the caller stops, outlasts a one-second pause)
+    monkeypatch.setattr(small_engines.stt, "window_padding_secs", 10.0)
     voice = CallerVoice("en-us+m3")
     pause = np.zeros(8000, dtype=np.int16)  # 1.0 s at 8 kHz
     said = np.concatenate(
