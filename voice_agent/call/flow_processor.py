@@ -43,7 +43,7 @@ class Decided:
 
     turn: int | None  # the call's turn index (``TurnRecorder``), None when unknown
     first_message: int  # index of the turn's first user message in the context
-    checkpoint: Any
+    checkpoint: Any  # None: none could be made, so the decision stands
     reversible: bool = True  # no ticket opened, no transfer or hang-up under way
 
 
@@ -98,17 +98,17 @@ class HelpdeskFlowProcessor(FrameProcessor):
         turn = self._turn_index()
         decided = self._decided
         if (
-            decided is not None
-            and turn is not None
-            and decided.turn == turn
-            and decided.reversible
-            # a function the model called on the first part (a ticket, a transfer) stands
-            and not any(_role(m) == "tool" for m in messages[decided.first_message :])
+            (
+                decided is not None
+                and turn is not None
+                and decided.turn == turn
+                and decided.reversible
+                # a function the model called on the first part (a ticket, a transfer) stands
+                and not any(_role(m) == "tool" for m in messages[decided.first_message :])
+            )
+            and self._took_back(decided)
         ):
-            # the caller went on with the turn decided last: decide again on all of it
-            logger.info("the caller went on with their turn: one answer to all of it")
-            self._rollback(decided.checkpoint)
-            first = decided.first_message
+            first = decided.first_message  # the caller went on: decide again on all of it
         else:
             # normally one new message; more when a turn's words were never decided on (its
             # context frame was dropped when the caller went on)
@@ -118,15 +118,18 @@ class HelpdeskFlowProcessor(FrameProcessor):
             frame.context.set_messages(messages)
         users = [i for i, m in enumerate(messages) if _role(m) == "user"]
         self._handled_user_turns = len(users)
-        self._decided = Decided(turn, users[-1], self._checkpoint(), reversible=False)
+        self._decided = now = Decided(turn, users[-1], None, reversible=False)
         said = last_user_text(messages)
         heard = self._heard()
         try:
+            now.checkpoint = self._checkpoint()
             reply = await self._decide(said, heard.logprob)
         except Exception as e:  # the caller hears something, never dead air
             logger.exception(f"conversation failed on {said!r}")
             reply = Reply(say=prompts.TROUBLE, error=f"{ErrorCode.FLOW_FAILED}:{type(e).__name__}")
-        self._decided.reversible = not (reply.ticket or reply.transfer or reply.end_call)
+        now.reversible = now.checkpoint is not None and not (
+            reply.ticket or reply.transfer or reply.end_call
+        )
         self._note.text = reply.note
         if heard.logprob is not None:
             reply.understood["heard_logprob"] = heard.logprob
@@ -144,6 +147,16 @@ class HelpdeskFlowProcessor(FrameProcessor):
             self._transfer_task = asyncio.get_running_loop().create_task(self._transfer())
         if reply.end_call and self._hang_up is not None:
             await self._hang_up()
+
+    def _took_back(self, decided: Decided) -> bool:
+        """Back to before ``decided``; False (the new words are decided alone) when it fails."""
+        try:
+            self._rollback(decided.checkpoint)
+        except Exception:
+            logger.exception("the last decision could not be taken back")
+            return False
+        logger.info("the caller went on with their turn: one answer to all of it")
+        return True
 
 
 def _role(message: object) -> str | None:

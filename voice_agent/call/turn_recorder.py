@@ -333,15 +333,15 @@ class TurnRecorder(BaseObserver):
     async def _caller_takes_turn(
         self, turn: TurnRecord | None, *, speech_start: float, agent_stopped: float
     ) -> TurnRecord:
-        if self._goes_on(turn, speech_start):
+        went_on = self._goes_on(turn, speech_start)
+        if went_on:
             # the caller went on after a pause (over the acknowledgement, while an answer was
-            # made, or into its first words): the same turn, whose reply is discarded below,
-            # and whose end may be acknowledged again
+            # made, or into its first words): the same turn, whose reply is dropped, and whose
+            # end may be acknowledged again
             assert turn is not None
             self._acked_turn = None
             self._going_on = True
-            if self._bot_speaking or "answer_audio_out" in turn.stages:
-                self.cut_reply = turn.bot_text  # said again if the caller said nothing after all
+            self._drop_reply(turn)
         elif turn is not None and (self._bot_speaking or "answer_audio_out" in turn.stages):
             if self._bot_speaking:
                 turn.interrupted = True
@@ -350,11 +350,18 @@ class TurnRecorder(BaseObserver):
             turn = None
         if turn is None:
             turn = self._open(TurnKind.REPLY)
-        elif turn.kind == TurnKind.REPLY:
-            turn.discard_reply()
+        elif turn.kind == TurnKind.REPLY and not went_on:
+            turn.discard_reply()  # a reply to no speech yet (a transcript-only turn)
             self._phase = TurnPhase.LISTENING
         turn.mark("speech_start", speech_start)
         return turn
+
+    def _drop_reply(self, turn: TurnRecord) -> None:
+        """The caller went on with ``turn``: its reply so far answered only part of it."""
+        if self._bot_speaking or "answer_audio_out" in turn.stages:
+            self.cut_reply = turn.bot_text  # said again if the caller said nothing after all
+        turn.discard_reply()
+        self._phase = TurnPhase.LISTENING
 
     def _goes_on(self, turn: TurnRecord | None, speech_start: float) -> bool:
         """Whether speech that began at ``speech_start`` continues the caller's turn: it began
@@ -460,10 +467,7 @@ class TurnRecorder(BaseObserver):
                 turn.mark("stt_done", overlap.stt_done or at, overwrite=True)
                 self.cut_reply = None  # words: the turn is answered anew
         elif turn is not None and self._going_on:
-            if self._bot_speaking or "answer_audio_out" in turn.stages:
-                self.cut_reply = turn.bot_text
-            turn.discard_reply()  # it played over the caller going on: it never happened
-            self._phase = TurnPhase.LISTENING
+            self._drop_reply(turn)  # it played over the caller going on: it never happened
         elif turn is not None and self._bot_speaking:
             turn.interrupted = True
         # a holding phrase cut off (or dropped before it played): what plays next is no hold
