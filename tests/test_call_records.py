@@ -1,5 +1,6 @@
 """The turn recorder, fed pipeline frames in the order a call produces them."""
 
+import pytest
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -106,6 +107,7 @@ async def test_a_caller_going_on_over_the_acknowledgement_keeps_one_turn():
     await push(VADUserStoppedSpeakingFrame())
     await push(TranscriptionFrame("My printer says", "caller", "now"))
     recorder.start_ack("Okay.")
+    await push(TTSStartedFrame())
     await push(BotStartedSpeakingFrame())  # the "Okay."
     await push(LLMFullResponseStartFrame())  # an answer to the first half is under way
     await push(LLMTextFrame("Printers often"))
@@ -317,19 +319,46 @@ async def test_an_answer_that_plays_over_a_caller_going_on_is_not_their_turns_an
     assert turn.stages["answer_audio_out"] > turn.stages["stt_done"]
 
 
-async def test_going_on_is_counted_from_an_acknowledgement_the_answer_followed():
-    """ "Okay." began playing just after the answer was decided, and the answer followed it in
-    one stretch, stamped at the "Okay.": a caller going on 0.9 s later (JFK after his pause, as
-    CI's loaded CPU reported it) had heard little or none of the answer, and keeps the turn."""
-    recorder, stored, push = recording()
+async def _decided_before_the_acknowledgement_played(push, recorder) -> float:
+    """The frames of a turn whose answer the flow decided while Piper still synthesized the
+    "Okay." (a fast transcript, as in a real call with the short window): the acknowledgement's
+    run and stretch, then the answer's. Returns when the answer began to play."""
     await push(VADUserStartedSpeakingFrame())
     await push(VADUserStoppedSpeakingFrame())
     await push(TranscriptionFrame("And so my fellow Americans.", "caller", "now"))
     recorder.start_ack("Okay.")
-    await push(UserStoppedSpeakingFrame(), after_secs=0.5)  # the turn's end
+    await push(TTSStartedFrame())  # the acknowledgement's run
+    await push(UserStoppedSpeakingFrame(), after_secs=0.3)  # the turn's end
     await recorder.open_bot_turn(TurnKind.REPLY, "Sorry, I didn't quite catch that.")
-    await push(BotStartedSpeakingFrame())  # the "Okay.", then the answer
-    await push(VADUserStartedSpeakingFrame(), after_secs=0.9)  # the caller goes on
+    await push(TTSAudioRawFrame(b"\0\0" * 3400, 8000, 1))
+    await push(BotStartedSpeakingFrame())  # the "Okay." plays...
+    await push(TTSStartedFrame())  # (the answer's run)
+    await push(BotStoppedSpeakingFrame(), after_secs=0.4)
+    await push(BotStartedSpeakingFrame())  # ...then the answer
+    return recorder.current.stages["answer_audio_out"]
+
+
+async def test_an_answer_decided_before_its_acknowledgement_played_is_stamped_at_its_own_audio():
+    recorder, stored, push = recording()
+    answered = await _decided_before_the_acknowledgement_played(push, recorder)
+    await push(BotStoppedSpeakingFrame(), after_secs=2.0)
+    await recorder.flush()
+
+    (turn,) = stored
+    st = turn.stages
+    assert st["answer_audio_out"] == answered
+    assert round(st["answer_audio_out"] - st["first_audio_out"], 3) == 0.6  # the "Okay." first
+    assert st["first_sentence"] > st["first_audio_out"]  # the answer's run, not the "Okay."'s
+    assert turn.bot_text == "Okay. Sorry, I didn't quite catch that."
+
+
+async def test_going_on_is_counted_from_the_answers_audio_not_the_acknowledgements():
+    """JFK after his pause, as CI's loaded CPU reported it: his going on came 1.3 s after the
+    "Okay." began and 0.8 s into the answer; he had heard little of it, and keeps the turn."""
+    recorder, stored, push = recording()
+    answered = await _decided_before_the_acknowledgement_played(push, recorder)
+    await push(VADUserStartedSpeakingFrame(), after_secs=0.8)  # the caller goes on
+    assert recorder.current.stages["speech_start"] == pytest.approx(answered + 0.8)
     await push(InterruptionFrame(), after_secs=1.0)
     await push(BotStoppedSpeakingFrame())
     await push(VADUserStoppedSpeakingFrame(), after_secs=2.0)

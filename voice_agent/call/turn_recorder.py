@@ -49,6 +49,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.metrics.metrics import LLMUsageMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.transports.base_output import BaseOutputTransport
 
 from voice_agent.errors import ErrorCode, error_code_of
 from voice_agent.records import TurnKind, TurnRecord
@@ -92,6 +93,17 @@ class TurnPhase(Enum):
 
     LISTENING = "listening"  # the caller's turn: no answer decided, only "Okay." may play
     ANSWERING = "answering"  # the answer is decided (flow words, the model, a fallback)
+
+
+class AckAudio(Enum):
+    """Where the turn's acknowledgement ("Okay.") is on its way to the caller. Each text-to-speech
+    run plays as its own stretch (pipecat stops the bot's speech at each run's end), so the
+    acknowledgement's run and stretch come before the answer's, even when the answer was decided
+    first (a fast transcript the flow answered while Piper still synthesized "Okay.")."""
+
+    NONE = "none"  # no acknowledgement is on its way
+    QUEUED = "queued"  # asked for; its text-to-speech run has not started
+    SYNTHESIZED = "synthesized"  # its run has started; its audio has not begun to play
 
 
 @dataclass
@@ -146,6 +158,7 @@ class TurnRecorder(BaseObserver):
         self._bot_speaking = False
         self._caller_speaking = False
         self._acked_turn: int | None = None  # the turn "Okay." was said for
+        self._ack_audio = AckAudio.NONE
         # what the agent had begun to say when the caller went on with their turn over it
         self.cut_reply: str | None = None
         # the caller went on with their turn while its answer was under way: that answer, if
@@ -203,6 +216,7 @@ class TurnRecorder(BaseObserver):
         if turn is None:
             return
         self._acked_turn = turn.index
+        self._ack_audio = AckAudio.QUEUED
         turn.bot_text = (text + " " + turn.bot_text).strip()
 
     def start_hold(self, text: str) -> None:
@@ -306,6 +320,8 @@ class TurnRecorder(BaseObserver):
         handler = self._handler_for(type(frame))
         if handler is None or not self._seen.first_time(frame):
             return
+        if isinstance(frame, TTSAudioRawFrame) and isinstance(data.source, BaseOutputTransport):
+            return  # the transport's slices of audio as they play, not the synthesized audio
         await handler(frame, self._turn, self._now(data))
 
     def _handler_for(self, kind: type) -> FrameHandler | None:
@@ -369,8 +385,6 @@ class TurnRecorder(BaseObserver):
         if turn is None or turn.kind != TurnKind.REPLY or "speech_start" not in turn.stages:
             return False
         answered = turn.stages.get("answer_audio_out")
-        # (when the "Okay." begins just after the answer was decided, the two play as one
-        # stretch stamped at the "Okay.": the answer itself began up to its length later)
         return answered is None or speech_start < answered + GOING_ON_SECS
 
     async def _on_caller_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
@@ -424,20 +438,24 @@ class TurnRecorder(BaseObserver):
         self._response_started = False
 
     async def _on_tts_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
-        if turn is not None and self.answering:
+        if self._ack_audio is AckAudio.QUEUED:
+            self._ack_audio = AckAudio.SYNTHESIZED  # the acknowledgement's run, not the answer's
+        elif turn is not None and self.answering:
             turn.mark("first_sentence", at)
 
     async def _on_tts_audio(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
-        # the answer's audio, not the tail of the acknowledgement still arriving ("Okay." plays
-        # while the answer is written; with a fast transcript the two meet)
+        # the answer's audio (its run has started), not the acknowledgement's
         if turn is not None and self.answering and "first_sentence" in turn.stages:
             turn.mark("tts_first_audio", at)
 
     async def _on_bot_started(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self._bot_speaking = True
+        ack_plays = self._ack_audio is AckAudio.SYNTHESIZED  # this stretch is the "Okay."
+        if ack_plays:
+            self._ack_audio = AckAudio.NONE
         if turn is not None:
             turn.mark("first_audio_out", at)
-            if self.answering and not self._holding:
+            if self.answering and not self._holding and not ack_plays:
                 turn.mark("answer_audio_out", at)
 
     async def _on_bot_stopped(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
@@ -470,8 +488,10 @@ class TurnRecorder(BaseObserver):
             self._drop_reply(turn)  # it played over the caller going on: it never happened
         elif turn is not None and self._bot_speaking:
             turn.interrupted = True
-        # a holding phrase cut off (or dropped before it played): what plays next is no hold
+        # a holding phrase cut off (or dropped before it played): what plays next is no hold;
+        # an acknowledgement not yet heard will not be
         self._holding = self._answer_during_hold = False
+        self._ack_audio = AckAudio.NONE
 
     async def _on_backchannel(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         logger.info(f"the caller said {frame.text!r} over the agent; it goes on")
@@ -480,6 +500,7 @@ class TurnRecorder(BaseObserver):
 
     async def _on_error(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         self.note_error(error_code(frame))
+        self._ack_audio = AckAudio.NONE  # (it may have failed: the next stretch is the answer's)
 
     async def _on_metrics(self, frame: Any, turn: TurnRecord | None, at: float) -> None:
         for item in frame.data:
