@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 
+from cachetools import LRUCache
 from loguru import logger
 from pipecat.frames.frames import ErrorFrame, Frame
 from pipecat.services.settings import TTSSettings
@@ -51,9 +51,8 @@ class PiperEngine:
         self.sample_rate: int = self._voice.config.sample_rate
         self._lock = threading.Lock()
         self._remembered: dict[str, bytes] = {}
-        self._recent: OrderedDict[str, bytes] = OrderedDict()  # least recently spoken first
-        self._recent_bytes = 0
-        self._cache_bytes = cache_bytes
+        # the sentences spoken last, bounded by their audio's bytes
+        self._recent: LRUCache[str, bytes] = LRUCache(maxsize=cache_bytes, getsizeof=len)
         self._recent_lock = threading.Lock()
         self.load_secs = time.perf_counter() - started
         logger.info(f"piper voice loaded from {self.model_path} in {self.load_secs:.1f}s")
@@ -69,23 +68,14 @@ class PiperEngine:
             return self._remembered[text]
         with self._recent_lock:
             audio = self._recent.get(text)
-            if audio is not None:
-                self._recent.move_to_end(text)
-                return audio
+        if audio is not None:
+            return audio
         with self._lock:
             audio = b"".join(chunk.audio_int16_bytes for chunk in self._voice.synthesize(text))
-        self._keep(text, audio)
+        if len(audio) <= self._recent.maxsize:  # (bigger than the whole memory: not kept)
+            with self._recent_lock:
+                self._recent[text] = audio
         return audio
-
-    def _keep(self, text: str, audio: bytes) -> None:
-        with self._recent_lock:
-            if text in self._recent or len(audio) > self._cache_bytes:
-                return
-            self._recent[text] = audio
-            self._recent_bytes += len(audio)
-            while self._recent_bytes > self._cache_bytes:
-                _, dropped = self._recent.popitem(last=False)
-                self._recent_bytes -= len(dropped)
 
     async def synthesize_async(self, text: str) -> bytes:
         return await asyncio.to_thread(self.synthesize, text)
