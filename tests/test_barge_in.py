@@ -118,24 +118,82 @@ async def test_speech_over_the_agents_last_words_is_a_turn_when_it_stops():
     assert started == [100.3]
 
 
+async def speak_for(start, clock, secs: float) -> list[ProcessFrameResult]:
+    await start.process_frame(VADUserStartedSpeakingFrame())
+    results = []
+    for _ in range(round(secs / 0.02)):
+        clock.now += 0.02
+        results.append(await start.process_frame(AUDIO))
+    return results
+
+
 async def test_a_noise_while_the_answer_is_coming_does_not_cancel_it():
-    # the caller's turn has ended; a breath 0.3 s later, before the answer's first audio, is
-    # held like speech over the agent (it would have cancelled the answer)
+    # the caller's turn has ended; a click 0.3 s later, before the answer's first audio, lasting
+    # 0.1 s past the VAD's start, does not cancel the answer (shorter than any going on)
     start, clock, started = strategy()
     await start.process_frame(BotStartedSpeakingFrame())  # "Okay.", as smart-turn judged it done
     await start.handle_user_turn_stopped()
     await start.process_frame(BotStoppedSpeakingFrame())  # ...ends just after the turn did
     clock.now += 0.3
-    assert await start.process_frame(VADUserStartedSpeakingFrame()) == ProcessFrameResult.CONTINUE
-    clock.now += 0.2
+    assert ProcessFrameResult.STOP not in await speak_for(start, clock, 0.1)  # a click
     await start.process_frame(VADUserStoppedSpeakingFrame())
+    clock.now += 1.1  # (the answer: the click is no going on with the caller's words)
     await start.process_frame(BotStartedSpeakingFrame())
     await start.process_frame(BotStoppedSpeakingFrame())
     assert started == []
     # the answer has been spoken: the caller's next words start their turn at once
     clock.now += 1.0
     assert await start.process_frame(VADUserStartedSpeakingFrame()) == ProcessFrameResult.STOP
-    assert started == [101.5]
+    assert started == [pytest.approx(102.5)]
+
+
+async def test_a_caller_going_on_before_the_answer_plays_takes_the_floor_back_at_once():
+    # a pause mid-sentence ended the turn; the caller goes on 0.5 s later, the answer not yet
+    # playing: the turn is theirs again 0.2 s into their speech, before the answer can play
+    start, clock, started = strategy()
+    await start.handle_user_turn_stopped()
+    clock.now += 0.5
+    await speak_for(start, clock, 0.6)
+    assert started == [pytest.approx(100.7, abs=0.03)]
+
+
+async def test_a_caller_going_on_into_the_first_words_of_the_answer_cuts_it_at_once():
+    start, clock, started = strategy()
+    await start.handle_user_turn_stopped()
+    clock.now += 0.4
+    await start.process_frame(BotStartedSpeakingFrame())  # the answer to the first part
+    clock.now += 0.5
+    await speak_for(start, clock, 0.6)
+    assert started == [pytest.approx(101.1, abs=0.03)]  # not 1.0 s of it over the answer
+
+
+async def test_a_caller_going_on_in_short_bursts_takes_the_floor_back():
+    # "ask" [0.3 s] "not" [0.8 s] "what your country...": each burst too short alone, the
+    # answer began to play after the first; the bursts go on with the turn all the same
+    start, clock, started = strategy()
+    await start.handle_user_turn_stopped()
+    clock.now += 0.4
+    await speak_for(start, clock, 0.1)  # "ask", while the answer is not yet playing
+    await start.process_frame(VADUserStoppedSpeakingFrame())
+    await start.process_frame(BotStartedSpeakingFrame())  # the answer to the first part
+    clock.now += 0.3
+    await speak_for(start, clock, 0.1)  # "not"
+    await start.process_frame(VADUserStoppedSpeakingFrame())
+    clock.now += 0.8  # 1.3 s into the answer: a reply to it, were it not for the bursts before
+    await speak_for(start, clock, 0.4)
+    assert started == [pytest.approx(101.9, abs=0.03)]
+
+
+async def test_a_backchannel_well_into_the_answer_waits_for_its_words():
+    # "mm-hm" 1.5 s into the answer is said to it: it does not cut the answer off
+    start, clock, started = strategy()
+    await start.handle_user_turn_stopped()
+    clock.now += 0.4
+    await start.process_frame(BotStartedSpeakingFrame())
+    clock.now += 1.5
+    assert ProcessFrameResult.STOP not in await speak_for(start, clock, 0.6)
+    await start.process_frame(VADUserStoppedSpeakingFrame())
+    assert started == []
 
 
 async def test_an_answer_that_never_comes_does_not_hold_the_caller_back():

@@ -268,6 +268,28 @@ async def test_a_caller_going_on_into_the_first_words_of_the_answer_keeps_one_tu
     assert st["answer_audio_out"] - st["speech_end"] < 1.0  # from the end of all of it
 
 
+async def test_an_answer_cut_before_it_played_is_kept_to_be_said_after_all():
+    """The caller's going on cut the answer off before any of it played (a breath, it may turn
+    out): it is what the call says if their speech is no words, as it was decided."""
+    recorder, stored, push = recording()
+    await push(VADUserStartedSpeakingFrame())
+    await push(VADUserStoppedSpeakingFrame())
+    await push(TranscriptionFrame("My laptop will not start.", "caller", "now"))
+    recorder.start_ack("Okay.")
+    await push(TTSStartedFrame())
+    await push(BotStartedSpeakingFrame())
+    await push(BotStoppedSpeakingFrame(), after_secs=0.5)
+    await recorder.open_bot_turn(TurnKind.REPLY, "Is this about: computer won't start?")
+    await push(VADUserStartedSpeakingFrame(), after_secs=0.2)  # before the answer plays
+    await push(InterruptionFrame(), after_secs=0.3)  # going on: it takes the floor back
+    assert recorder.reply_cut_off() == "Okay. Is this about: computer won't start?"
+    assert not recorder.cut_reply_played
+    recorder.start_ack("Alright.")  # its end acknowledged again: the answer stays the cut one
+    await push(VADUserStartedSpeakingFrame(), after_secs=0.5)
+    await push(InterruptionFrame(), after_secs=0.3)
+    assert recorder.reply_cut_off() == "Okay. Is this about: computer won't start?"
+
+
 async def test_speech_once_the_answer_is_heard_is_a_turn_of_its_own():
     recorder, stored, push = recording()
     await push(VADUserStartedSpeakingFrame())

@@ -3,9 +3,11 @@ turn after it was decided gets one answer to all of it (``HelpdeskFlowProcessor`
 
 from __future__ import annotations
 
-from pipecat.frames.frames import LLMContextFrame, TTSSpeakFrame
+import asyncio
+
+from pipecat.frames.frames import InterruptionFrame, LLMContextFrame, TTSSpeakFrame
 from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.tests.utils import run_test
+from pipecat.tests.utils import SleepFrame, run_test
 
 from voice_agent.call.flow_processor import HelpdeskFlowProcessor, TurnNote
 from voice_agent.flows.services import Reply
@@ -76,6 +78,39 @@ async def test_a_caller_who_went_on_gets_one_answer_to_all_they_said():
     ]
     # the first answer was spoken; the second is the model's, so its context goes on
     assert [type(f) for f in down] == [TTSSpeakFrame, LLMContextFrame]
+
+
+class StallingConversation(Conversation):
+    """Its first decision never finishes (a slow triage): the caller's going on cuts it off."""
+
+    decisions = 0
+
+    async def decide(self, said: str, logprob: float | None) -> Reply:
+        self.heard.append(said)  # the conversation had begun to move when it was cut off
+        self.decisions += 1
+        if self.decisions == 1:
+            await asyncio.sleep(3600)
+        return self.replies.pop(0)
+
+
+async def test_a_decision_cut_off_by_the_caller_going_on_is_taken_back():
+    conversation = StallingConversation(Reply(say="Which part of the VPN fails?"))
+    first = context(GREETING, ("user", "My laptop will not"))
+    went_on = context(GREETING, ("user", "My laptop will not"), ("user", "connect to the VPN."))
+    down, _ = await run_test(
+        processor(conversation, [0, 0]),
+        frames_to_send=[
+            LLMContextFrame(first),
+            SleepFrame(0.2),
+            InterruptionFrame(),  # the caller went on: pipecat cancels the decision under way
+            LLMContextFrame(went_on),
+        ],
+    )
+    assert conversation.rollbacks == [[]]  # the half-made decision was taken back...
+    assert conversation.heard == ["My laptop will not connect to the VPN."]  # ...made on all
+    assert [f.text for f in down if isinstance(f, TTSSpeakFrame)] == [
+        "Which part of the VPN fails?"
+    ]
 
 
 async def test_the_next_turn_is_decided_on_its_own_words():

@@ -78,15 +78,15 @@ class Settings(BaseSettings):
         description="beam search width (5: 3-4 WER points better on phone speech than greedy)",
     )
     stt_window_padding_secs: float | None = Field(
-        default=None,
+        default=10.0,
         description=(
             "decode over the caller's audio and this many seconds after it, not Whisper's whole "
             "30 s window (10.0: under half the decode time on a CPU, no worse WER on the shared "
-            "phone turns and scripted lines, answers 0.6-1.1 s sooner); a reading that heard "
-            "nothing is decoded again over the whole window; null (the default): always the "
-            "whole window. A fast transcript may end the turn inside a caller's pause (JFK's, "
-            "after 'my fellow Americans.'); a caller who goes on before the answer is heard "
-            "keeps their turn. Off until a CI run has shown JFK's quotation kept whole with it"
+            "phone turns and scripted lines, answers 0.5-1 s sooner); a reading that heard "
+            "nothing is decoded again over the whole window; null: always the whole window. "
+            "A fast transcript may end the turn inside a caller's pause (JFK's, after 'my fellow "
+            "Americans.'): a caller who goes on before the answer can be heard keeps their turn, "
+            "and the answer to its first part is cancelled 0.3 s into their speech"
         ),
     )
     stt_vocabulary: bool = Field(

@@ -40,6 +40,23 @@ from pipecat.turns.user_start import (
 
 ANSWER_DUE_SECS = 3.0  # after the caller's turn, the agent's answer is due for this long
 
+# Speech that begins less than this after the answer began playing cannot be a reply to it (a
+# person needs the answer's first words, and a few tenths of a second more, to react): it goes on
+# with the caller's turn, which then gets one answer to all of it. The VAD reports speech
+# vad_start_secs (0.2 s) after it began, later on a loaded CPU, so this is well under a second of
+# the answer heard. (0.6 s split JFK's quotation in CI: his 1.1 s pause, then his speech reported
+# 0.6-0.7 s after the turn's end.)
+GOING_ON_SECS = 1.0
+
+# Speech going on with the caller's turn (the answer not yet heard) takes the floor back once it
+# has lasted this long after the VAD's start (itself 0.2 s into it): the answer is cancelled
+# before it plays, or a few tenths of a second into it, instead of playing over the caller for
+# barge_in_min_speech_secs. Speech that begins less than GOING_ON_SECS after such speech stopped
+# goes on too: a caller's words come in bursts the VAD cuts apart ("ask" [0.3 s] "not what your
+# country..."), each of them shorter than this. A breath or a click is shorter; one that is not,
+# and decodes to no words, has the cancelled answer said after all (``Call.on_empty_transcript``).
+GOING_ON_SPEECH_SECS = 0.2
+
 
 class OverlapTolerantTurnStart(BaseUserTurnStartStrategy):
     """VAD turn start, held back while the agent has the floor until the caller has spoken over
@@ -48,37 +65,60 @@ class OverlapTolerantTurnStart(BaseUserTurnStartStrategy):
     The agent has the floor while it speaks, and from the end of the caller's turn until its
     answer has been spoken (at most ``ANSWER_DUE_SECS`` of waiting for it): a breath or a line
     click a second after the caller stopped, just as the answer starts, must not cancel the
-    answer (it did, once the turn could end 0.8 s after the caller's last word)."""
+    answer (it did, once the turn could end 0.8 s after the caller's last word).
+
+    Speech that begins before the answer can have been heard (before it plays, or less than
+    ``GOING_ON_SECS`` into it), or less than ``GOING_ON_SECS`` after such speech stopped, goes
+    on with the caller's turn: it takes the floor back after ``going_on_speech_secs``, so that
+    the answer to the turn's first part does not play over the rest of it."""
 
     def __init__(
-        self, *, min_speech_secs: float, clock: Callable[[], float] = time.monotonic, **kwargs
+        self,
+        *,
+        min_speech_secs: float,
+        going_on_speech_secs: float = GOING_ON_SPEECH_SECS,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self._min_speech_secs = min_speech_secs
+        self._going_on_speech_secs = min(going_on_speech_secs, min_speech_secs)
         self._clock = clock
         self._bot_speaking = False
         self._answer_due_until = 0.0  # the caller's turn ended: the answer is coming
-        self._answer_started = False  # the agent began speaking after the caller's turn ended
+        self._answer_started_at: float | None = None  # the agent began speaking after it ended
         self._speech_since: float | None = None  # the caller is speaking over the agent
+        self._speech_needed = min_speech_secs  # ...and takes the turn after this much of it
+        self._going_on = False  # ...going on with their turn
+        self._going_on_until = 0.0  # speech that begins before this goes on with it too
 
     async def handle_user_turn_started(self) -> None:
         self._speech_since = None
-        self._answer_due_until = 0.0
+        self._answer_due_until = self._going_on_until = 0.0
 
     async def handle_user_turn_stopped(self) -> None:
         self._answer_due_until = self._clock() + ANSWER_DUE_SECS
-        self._answer_started = False
+        self._answer_started_at = None
+        self._going_on_until = 0.0
 
     def _agent_has_floor(self) -> bool:
         return self._bot_speaking or self._clock() < self._answer_due_until
 
+    def _answer_unheard(self) -> bool:
+        """The caller's turn ended and its answer has not played, or only its first words."""
+        now = self._clock()
+        return now < self._answer_due_until and (
+            self._answer_started_at is None or now < self._answer_started_at + GOING_ON_SECS
+        )
+
     async def process_frame(self, frame: Frame) -> ProcessFrameResult:
         if isinstance(frame, BotStartedSpeakingFrame):
             self._bot_speaking = True
-            self._answer_started = True
+            if self._answer_started_at is None:
+                self._answer_started_at = self._clock()
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._bot_speaking = False
-            if self._answer_started:  # not the end of an "Okay." begun before the turn ended
+            if self._answer_started_at is not None:  # not an "Okay." begun before the turn ended
                 self._answer_due_until = 0.0  # the answer has been spoken: the floor is open
             if self._speech_since is not None:  # the agent finished while the caller talks
                 return await self._start()
@@ -86,11 +126,17 @@ class OverlapTolerantTurnStart(BaseUserTurnStartStrategy):
             if not self._agent_has_floor():
                 return await self._start()
             self._speech_since = self._clock()
+            self._going_on = self._answer_unheard() or self._clock() < self._going_on_until
+            self._speech_needed = (
+                self._going_on_speech_secs if self._going_on else self._min_speech_secs
+            )
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._speech_since = None  # short: its words decide (a transcript or a backchannel)
+            if self._going_on:
+                self._going_on_until = self._clock() + GOING_ON_SECS
         if (
             self._speech_since is not None
-            and self._clock() - self._speech_since >= self._min_speech_secs
+            and self._clock() - self._speech_since >= self._speech_needed
         ):
             return await self._start()  # audio frames keep arriving: this is checked every 20 ms
         return ProcessFrameResult.CONTINUE

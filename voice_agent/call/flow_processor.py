@@ -123,6 +123,9 @@ class HelpdeskFlowProcessor(FrameProcessor):
         heard = self._heard()
         try:
             now.checkpoint = self._checkpoint()
+            # a decision cut off before it finished (the caller went on, and the interruption
+            # cancels this processor's work) answered nothing: it can be taken back
+            now.reversible = now.checkpoint is not None
             reply = await self._decide(said, heard.logprob)
         except Exception as e:  # the caller hears something, never dead air
             logger.exception(f"conversation failed on {said!r}")

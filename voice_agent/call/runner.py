@@ -362,6 +362,8 @@ class Call:
         return self.conversation.expected_answer()
 
     async def on_empty_transcript(self, result: Transcript) -> None:
+        if self.recorder.cut_reply is not None and await self.on_false_interruption(result):
+            return  # the caller's going on was no words: the answer it cut off is said after all
         self.log.info(f"no words in {result.audio_secs:.1f}s of audio; asking the caller to repeat")
         if self._fallbacks < MAX_FALLBACKS_PER_CALL:
             self._fallbacks += 1
@@ -380,6 +382,9 @@ class Call:
         if not rest:
             return False
         self.log.info(f"{result.text or 'no words'!r} cut the agent off; it resumes: {rest!r}")
+        if self.recorder.cut_reply is not None and not self.recorder.cut_reply_played:
+            await self.say(TurnKind.RESUMED, rest)  # none of it played: said as it was
+            return True
         if rest[1:2].islower():  # "As I was saying, who am I speaking with...?"
             rest = rest[0].lower() + rest[1:]
         await self.say(TurnKind.RESUMED, f"{prompts.RESUMING} {rest}")

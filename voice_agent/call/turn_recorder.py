@@ -51,7 +51,9 @@ from pipecat.metrics.metrics import LLMUsageMetricsData
 from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.transports.base_output import BaseOutputTransport
 
+from voice_agent.call.barge_in import GOING_ON_SECS
 from voice_agent.errors import ErrorCode, error_code_of
+from voice_agent.flows.prompts import ACKNOWLEDGEMENTS
 from voice_agent.records import TurnKind, TurnRecord
 
 
@@ -75,14 +77,6 @@ def error_code(frame: ErrorFrame) -> str:
     """The code the frame's exception carries (``voice_agent.errors``), or ``pipeline_error``."""
     return error_code_of(frame.exception)
 
-
-# Speech that begins less than this after the answer began playing cannot be a reply to it (a
-# person needs the answer's first words, and a few tenths of a second more, to react): it goes on
-# with the caller's turn, which then gets one answer to all of it. The VAD reports speech
-# vad_start_secs (0.2 s) after it began, later on a loaded CPU, so this is well under a second of
-# the answer heard. (0.6 s split JFK's quotation in CI: his 1.1 s pause, then his speech reported
-# 0.6-0.7 s after the turn's end.)
-GOING_ON_SECS = 1.0
 
 TurnSink = Callable[[TurnRecord], Awaitable[None]]
 FrameHandler = Callable[[Any, "TurnRecord | None", float], Awaitable[None]]
@@ -159,8 +153,10 @@ class TurnRecorder(BaseObserver):
         self._caller_speaking = False
         self._acked_turn: int | None = None  # the turn "Okay." was said for
         self._ack_audio = AckAudio.NONE
-        # what the agent had begun to say when the caller went on with their turn over it
+        # what the agent had begun (or decided) to say when the caller went on with their turn
+        # over it, and whether any of it played
         self.cut_reply: str | None = None
+        self.cut_reply_played = False
         # the caller went on with their turn while its answer was under way: that answer, if
         # it plays before their speech cuts it off, answers only the first part
         self._going_on = False
@@ -373,9 +369,12 @@ class TurnRecorder(BaseObserver):
         return turn
 
     def _drop_reply(self, turn: TurnRecord) -> None:
-        """The caller went on with ``turn``: its reply so far answered only part of it."""
-        if self._bot_speaking or "answer_audio_out" in turn.stages:
-            self.cut_reply = turn.bot_text  # said again if the caller said nothing after all
+        """The caller went on with ``turn``: its reply so far answered only part of it. It is
+        said after all if their speech turns out to be no words (``cut_reply``)."""
+        reply = turn.bot_text.strip()
+        if reply and reply not in ACKNOWLEDGEMENTS:  # an "Okay." alone keeps the answer cut
+            self.cut_reply = reply
+            self.cut_reply_played = self._bot_speaking or "answer_audio_out" in turn.stages
         turn.discard_reply()
         self._phase = TurnPhase.LISTENING
 
