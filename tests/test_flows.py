@@ -15,7 +15,7 @@ from pipecat.processors.aggregators.llm_response_universal import LLMContextAggr
 
 from voice_agent.call.pipeline import make_llm_service
 from voice_agent.flows import caller_words, prompts
-from voice_agent.flows.conversation import HelpdeskConversation
+from voice_agent.flows.conversation import HelpdeskConversation, IrreversibleDecision
 from voice_agent.flows.runbooks import RunbookGuide
 from voice_agent.flows.services import HelpdeskServices
 from voice_agent.speech.answer_grammar import Expected
@@ -437,6 +437,19 @@ async def test_a_security_incident_escalates_whatever_the_words(small_engines, s
     await lost.say("This is Mark Davis. My work laptop was lost in transit.")
     (ticket,) = lost.tickets()
     assert ticket["category"] == "security" and ticket["priority"] in ("P1", "P2")
+
+
+async def test_a_decision_that_opened_a_ticket_is_not_taken_back(call):
+    """A decision cut off by the caller going on may already have opened a ticket: taking it
+    back and deciding again would open a second one, so it stands."""
+    await call.say("The ERP system shows the wrong prices on customer delivery orders.")
+    await call.say("Priya Raman.")
+    before = call.conversation.checkpoint()
+    await call.say("Yes please, open a ticket.")
+    (ticket,) = call.tickets()
+    with pytest.raises(IrreversibleDecision):
+        call.conversation.rollback(before)
+    assert call.conversation.state["ticket"] == ticket["number"]
 
 
 async def test_a_decision_taken_back_is_as_if_only_the_whole_turn_was_said(

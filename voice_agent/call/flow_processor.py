@@ -20,6 +20,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from voice_agent.errors import ErrorCode
 from voice_agent.flows import prompts
+from voice_agent.flows.conversation import IrreversibleDecision
 from voice_agent.flows.services import Reply
 from voice_agent.speech.stt import HeardTurn
 
@@ -155,6 +156,9 @@ class HelpdeskFlowProcessor(FrameProcessor):
         """Back to before ``decided``; False (the new words are decided alone) when it fails."""
         try:
             self._rollback(decided.checkpoint)
+        except IrreversibleDecision as e:  # (a decision cut off after it opened a ticket)
+            logger.info(f"the last decision stands: {e}")
+            return False
         except Exception:
             logger.exception("the last decision could not be taken back")
             return False

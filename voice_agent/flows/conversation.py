@@ -50,6 +50,10 @@ MAX_CHECKS = 2  # runbooks checked with the caller per call
 EXPECTED_ANSWERS = {Awaiting.TICKET_NUMBER: Expected.TICKET_NUMBER}
 
 
+class IrreversibleDecision(Exception):
+    """A decision cannot be taken back: it opened a ticket."""
+
+
 class HelpdeskConversation:
     def __init__(self, services: HelpdeskServices, flow_manager: FlowManager) -> None:
         self.services = services
@@ -76,7 +80,10 @@ class HelpdeskConversation:
 
     def rollback(self, checkpoint: dict) -> None:
         """Back to what it knew at ``checkpoint``. The node (the model's task and tools) stays:
-        the next decision sets it again where it moves."""
+        the next decision sets it again where it moves. A ticket opened since stands: deciding
+        again would open a second one (``IrreversibleDecision``; the state is left as it is)."""
+        if self.state.get("ticket") != checkpoint.get("ticket"):
+            raise IrreversibleDecision(f"ticket {self.state.get('ticket')} was opened since")
         self.state.clear()
         self.state.update(copy.deepcopy(checkpoint))
 
