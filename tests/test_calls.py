@@ -480,3 +480,29 @@ async def test_an_interruption_that_says_nothing_resumes_the_agent(small_engines
     assert not any("got it" in (t["user_text"] or "").lower() for t in call["turns"])
     stated = [t for t in call["turns"] if t["user_text"]]
     assert stated and "vpn" in stated[0]["user_text"].lower() and stated[0]["bot_text"], stated
+
+
+async def test_the_model_reads_the_greeting_while_it_plays(small_engines, tmp_path, monkeypatch):
+    """The caller's first turn the model answers has only their words (and the turn's note)
+    left to read: the system prompt, the flow's task and the greeting were read while the
+    greeting played."""
+    engine = small_engines.llm
+    assert engine is not None
+    prompts_read: list[tuple[str, int]] = []
+    real_stream = engine.stream
+
+    def stream(prompt, **kw):
+        prompts_read.append((prompt, engine.cached_tokens(prompt)))
+        return real_stream(prompt, **kw)
+
+    monkeypatch.setattr(engine, "stream", stream)
+    engine.prefill(engine.render([{"role": "user", "content": "Another call's words."}]))
+    store = CallStore(f"sqlite:///{tmp_path / 'calls.db'}")
+    # small talk: the one kind of turn the model answers in its own words
+    said = synthesize_utterances(["Hello, can you hear me?"], small_engines, tmp_path / "caller")
+    report = await simulate_call(said, engines=small_engines, store=store, out_dir=tmp_path)
+    assert report["status"] == "completed" and prompts_read, report
+    prompt, cached = prompts_read[0]
+    greeting = report["greeting"]["text"]
+    through_greeting = prompt[: prompt.index(greeting) + len(greeting)]
+    assert cached >= engine.count_tokens(through_greeting) - 1, (cached, prompt)

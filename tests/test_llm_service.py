@@ -178,3 +178,67 @@ async def test_auto_mode_streams_plain_text_untouched():
     assert "".join(f.text for f in down if isinstance(f, LLMTextFrame)) == (
         "Sure, restart the router."
     )
+
+
+def test_a_prefilled_prompt_leaves_only_the_rest_to_read(small_engines):
+    engine = small_engines.llm
+    said_so_far = [
+        {"role": "system", "content": "You are an IT helpdesk agent."},
+        {"role": "assistant", "content": "Hi, you've reached the helpdesk. Who is calling?"},
+    ]
+    head = engine.render(said_so_far)
+    whole = engine.render([*said_so_far, {"role": "user", "content": "Ann here, my VPN drops."}])
+    assert engine.prefill(engine.render([{"role": "user", "content": "Something else."}]))
+    assert engine.cached_tokens(whole) < 10  # another prompt in the cache: it all is to read
+    assert engine.prefill(head)
+    # all of it but the assistant header the head ends on
+    assert engine.cached_tokens(whole) >= engine.count_tokens(head) - 3
+
+
+async def test_a_prefill_gives_way_to_a_generation_under_way(small_engines):
+    engine = small_engines.llm
+    prompt = engine.render([{"role": "user", "content": "Write a very long story about VPNs."}])
+    stream = engine.stream(prompt, max_tokens=2000, temperature=0.8)
+    async with aclosing(stream):
+        async for _ in stream:  # generating: the model is taken
+            other = engine.render([{"role": "user", "content": "Hi."}])
+            started = time.perf_counter()
+            assert not engine.prefill(other, wait=False)
+            assert time.perf_counter() - started < 0.1  # it does not wait for the model
+            break
+
+
+async def test_the_service_reads_ahead_what_it_will_send_next(small_engines, monkeypatch):
+    """``prefill`` renders the context as a generation will (system prompt, trimmed history):
+    the caller's next turn leaves only their words and the turn's note for the model to read."""
+    engine = small_engines.llm
+    greeting = {"role": "assistant", "content": "Hi, you've reached the helpdesk. Who is calling?"}
+    unread: list[int] = []
+    real_stream = engine.stream
+
+    def stream(prompt, **kw):
+        unread.append(engine.count_tokens(prompt) - engine.cached_tokens(prompt))
+        return real_stream(prompt, **kw)
+
+    monkeypatch.setattr(engine, "stream", stream)
+
+    async def answer(read_ahead: bool) -> int:
+        llm = service(engine, function_calling=False, turn_note=lambda: "Ask for their name.")
+        context = LLMContext(messages=[greeting])
+        engine.prefill(engine.render([{"role": "user", "content": "Something else."}]))
+        if read_ahead:
+            assert await llm.prefill(context)
+        context.add_message({"role": "user", "content": "Hello, can you help me?"})
+        await run_test(llm, frames_to_send=[LLMContextFrame(context)])
+        return unread[-1]
+
+    cold, read_ahead = await answer(False), await answer(True)
+    words_and_note = engine.count_tokens(
+        engine.render(
+            [
+                {"role": "user", "content": "Hello, can you help me?"},
+                {"role": "system", "content": "Ask for their name."},
+            ]
+        )
+    )
+    assert read_ahead <= words_and_note + 3 < cold, (read_ahead, words_and_note, cold)

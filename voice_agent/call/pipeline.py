@@ -7,6 +7,7 @@
          the answer is known, else gives the model a one-line note for this turn)
       -> language model (llama.cpp in process, or an OpenAI-compatible server)
       -> answer watchdog (a late answer: "I'm still with you", then the trouble phrase)
+      -> spoken sentences (each sentence the reply guard lets through, handed on at once)
       -> text-to-speech (Piper, sentence by sentence as the model streams)
       -> reply audio out (transport)
       -> call recording (only when enabled)
@@ -41,7 +42,7 @@ from voice_agent.call.barge_in import turn_start_strategies
 from voice_agent.call.turn_end import SentenceEndTurnStop
 from voice_agent.engines import Engines, SharedSmartTurn
 from voice_agent.llm.model_servers import ModelServerPool, endpoints
-from voice_agent.llm.reply_guard import guarded_chunks
+from voice_agent.llm.reply_guard import guarded_chunks, spoken_sentences
 from voice_agent.llm.service import LocalLLMService, with_turn_note
 from voice_agent.settings import Settings
 from voice_agent.speech.stt import WhisperSTTService
@@ -74,6 +75,7 @@ def build_pipeline(
             *([conversation] if conversation else []),
             llm,
             *([answer_watchdog] if answer_watchdog else []),
+            spoken_sentences(),
             tts,
             *before_output,
             transport.output(),

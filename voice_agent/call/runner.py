@@ -41,6 +41,7 @@ from voice_agent.flows import prompts
 from voice_agent.flows.conversation import HelpdeskConversation
 from voice_agent.flows.runbooks import RunbookGuide
 from voice_agent.flows.services import HelpdeskServices, Reply, TriageLike
+from voice_agent.llm.service import LocalLLMService
 from voice_agent.records import CallStatus, EndReason, Outcome, TurnKind, TurnRecord
 from voice_agent.speech.answer_grammar import Expected
 from voice_agent.speech.stt import (
@@ -201,6 +202,11 @@ class Call:
         self.worker.add_event_handler("on_pipeline_error", self.on_pipeline_error)
         self._aggregators.user().add_event_handler("on_user_turn_idle", self.on_caller_idle)
         self._aggregators.user().add_event_handler("on_user_turn_started", self.on_caller_spoke)
+        self._llm = llm
+        if isinstance(llm, LocalLLMService):
+            self._aggregators.assistant().add_event_handler(
+                "on_assistant_turn_stopped", self.on_agent_turn_said
+            )
         if "on_client_disconnected" in getattr(transport, "_event_handlers", {}):
             transport.add_event_handler("on_client_disconnected", self.on_caller_left)
         # the conversation drives pipecat.flows, whose manager needs the worker made above
@@ -416,6 +422,16 @@ class Call:
 
     async def on_caller_spoke(self, _aggregator: Any, *_args: Any) -> None:
         self._idle_prompts = 0
+
+    async def on_agent_turn_said(self, _aggregator: Any, *_args: Any) -> None:
+        """The agent's turn is in the context: the in-process model reads the conversation so
+        far while it is spoken and the caller answers (``LocalLLMService.prefill``)."""
+        if not isinstance(self._llm, LocalLLMService):
+            return
+        try:
+            await self._llm.prefill(self._context)
+        except Exception as e:  # the next answer reads it all then, as it would have
+            self.log.warning(f"reading the conversation ahead failed: {e!r}")
 
     async def on_caller_left(self, *_args: Any) -> None:
         self.log.info("the caller's connection closed")

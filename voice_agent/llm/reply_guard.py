@@ -15,11 +15,20 @@ the model streams:
     guard = ReplyGuard()
     spoken = guard.feed("Sure. 1. Open File > Options. Contact IT if")  # -> "Sure. "
     spoken += guard.close()
+
+What the guard lets through is whole sentences, so the text-to-speech gets each at once
+(:class:`GuardedSentences`) instead of cutting the text into sentences again: pipecat's sentence
+aggregator holds a sentence until text after it arrives, and that text is the guard's next
+sentence, a whole sentence of generation later (0.4-0.5 s on a 2-core CPU).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+
+from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
+from pipecat.utils.text.base_text_aggregator import Aggregation, BaseTextAggregator, TextType
 
 MAX_SENTENCES = 2
 OFFER = "Would you like me to open a ticket so a technician follows up?"
@@ -109,6 +118,37 @@ class ReplyGuard:
             self.spoken.append(OFFER)
             out += OFFER
         return out.rstrip()
+
+
+class GuardedSentences(BaseTextAggregator):
+    """The model's text after a :class:`ReplyGuard`: each piece is whole sentences, passed on
+    to be spoken as it comes, with nothing held back to find where a sentence ends."""
+
+    def __init__(self) -> None:
+        super().__init__(aggregation_type=TextType.SENTENCE)
+
+    @property
+    def text(self) -> Aggregation:
+        return Aggregation(text="", type=TextType.SENTENCE)  # nothing is ever held
+
+    async def aggregate(self, text: str) -> AsyncIterator[Aggregation]:
+        if text.strip():
+            yield Aggregation(text=text.strip(" "), type=TextType.SENTENCE)
+
+    async def flush(self) -> Aggregation | None:
+        return None
+
+    async def handle_interruption(self) -> None:
+        return None
+
+    async def reset(self) -> None:
+        return None
+
+
+def spoken_sentences() -> LLMTextProcessor:
+    """The pipeline step between the model and the text-to-speech: the guarded reply's
+    sentences handed on as they come (see :class:`GuardedSentences`)."""
+    return LLMTextProcessor(text_aggregator=GuardedSentences())
 
 
 async def guarded_chunks(stream):

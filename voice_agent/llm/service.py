@@ -120,13 +120,34 @@ class LlamaEngine:
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def cached_tokens(self, prompt: str) -> int:
+        """How many of the prompt's leading tokens the model has read already (its cache)."""
+        tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        held = self._llm.input_ids[: self._llm.n_tokens]
+        shared = 0
+        for ours, theirs in zip(tokens, held, strict=False):
+            if ours != theirs:
+                break
+            shared += 1
+        return shared
+
     def warm(self, system_prompt: str) -> float:
         """Evaluate the system prompt once so the first caller does not pay for it."""
         started = time.perf_counter()
-        prompt = self.render([{"role": "system", "content": system_prompt}])
-        with self._lock:
-            self._llm.create_completion(prompt, max_tokens=1, temperature=0.0)
+        self.prefill(self.render([{"role": "system", "content": system_prompt}]))
         return time.perf_counter() - started
+
+    def prefill(self, prompt: str, *, wait: bool = True) -> bool:
+        """Evaluate ``prompt`` into the model's cache without generating: a later prompt that
+        starts with it only has the rest to read. ``wait=False`` gives way to a generation
+        under way (returns False, nothing done)."""
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            self._llm.create_completion(prompt, max_tokens=1, temperature=0.0)
+        finally:
+            self._lock.release()
+        return True
 
     def grammar_for(self, schema: dict[str, Any]):
         from llama_cpp import LlamaGrammar
@@ -273,21 +294,40 @@ class LocalLLMService(OpenAILLMService):
         return None
 
     async def get_chat_completions(self, context: LLMContext):
+        messages, tools, mode, only = await self._request(context)
+        return self._completion_chunks(with_turn_note(messages, self._turn_note), tools, mode, only)
+
+    async def prefill(self, context: LLMContext) -> bool:
+        """Read the conversation so far into the model's cache, when the model is free.
+
+        Called when the agent has finished a turn (``on_assistant_turn_stopped``): while it
+        speaks and the caller answers, the model reads what it has not read yet (the greeting
+        and the flow's task on a call's first turn, an answer the flow spoke itself), so that
+        the caller's next turn leaves only their words and the turn's note to read. False
+        when skipped because a generation was under way.
+        """
+        messages, tools, _, _ = await self._request(context)
+        prompt = await asyncio.to_thread(self._engine.render, messages, tools)
+        return await asyncio.to_thread(self._engine.prefill, prompt, wait=False)
+
+    async def _request(self, context: LLMContext):
+        """The context as this service sends it to the model: the history trimmed, the tools
+        offered (none unless function calling is on), how they must be used. The turn's note
+        is added by the caller."""
         params = await self.get_llm_adapter().get_llm_invocation_params(
             context,
             system_instruction=getattr(self._settings, "system_instruction", None) or None,
             convert_developer_to_user=False,
         )
-        messages = with_turn_note(
-            trim_history(list(cast(list[dict[str, Any]], params["messages"])), self._max_history),
-            self._turn_note,
+        messages = trim_history(
+            list(cast(list[dict[str, Any]], params["messages"])), self._max_history
         )
         offered = params.get("tools")
         tools = offered if isinstance(offered, list) and offered else None
         mode, only = tool_choice_target(params.get("tool_choice"))
         if mode == "none" or not self._function_calling:
             tools = None
-        return self._completion_chunks(messages, tools, mode, only)
+        return messages, tools, mode, only
 
     async def _completion_chunks(self, messages, tools, mode, only):
         engine = self._engine
