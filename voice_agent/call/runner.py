@@ -202,8 +202,9 @@ class Call:
         self.worker.add_event_handler("on_pipeline_error", self.on_pipeline_error)
         self._aggregators.user().add_event_handler("on_user_turn_idle", self.on_caller_idle)
         self._aggregators.user().add_event_handler("on_user_turn_started", self.on_caller_spoke)
-        self._llm = llm
-        if isinstance(llm, LocalLLMService):
+        # the in-process model reads the conversation ahead; a model server caches on its own
+        self._reads_ahead = llm if isinstance(llm, LocalLLMService) else None
+        if self._reads_ahead is not None:
             self._aggregators.assistant().add_event_handler(
                 "on_assistant_turn_stopped", self.on_agent_turn_said
             )
@@ -426,10 +427,10 @@ class Call:
     async def on_agent_turn_said(self, _aggregator: Any, *_args: Any) -> None:
         """The agent's turn is in the context: the in-process model reads the conversation so
         far while it is spoken and the caller answers (``LocalLLMService.prefill``)."""
-        if not isinstance(self._llm, LocalLLMService):
+        if self._reads_ahead is None:
             return
         try:
-            await self._llm.prefill(self._context)
+            await self._reads_ahead.prefill(self._context)
         except Exception as e:  # the next answer reads it all then, as it would have
             self.log.warning(f"reading the conversation ahead failed: {e!r}")
 

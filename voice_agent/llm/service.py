@@ -117,19 +117,18 @@ class LlamaEngine:
         template_messages = cast(list[Any], to_template_messages(messages, tools))
         return self._formatter(messages=template_messages).prompt
 
+    def _tokens(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
     def count_tokens(self, text: str) -> int:
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._tokens(text))
 
     def cached_tokens(self, prompt: str) -> int:
         """How many of the prompt's leading tokens the model has read already (its cache)."""
-        tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        held = self._llm.input_ids[: self._llm.n_tokens]
-        shared = 0
-        for ours, theirs in zip(tokens, held, strict=False):
-            if ours != theirs:
-                break
-            shared += 1
-        return shared
+        from llama_cpp import Llama
+
+        held = self._llm.input_ids[: self._llm.n_tokens].tolist()
+        return Llama.longest_token_prefix(self._tokens(prompt), held)
 
     def warm(self, system_prompt: str) -> float:
         """Evaluate the system prompt once so the first caller does not pay for it."""
